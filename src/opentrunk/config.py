@@ -1,0 +1,99 @@
+"""Runtime settings: defaults, then an optional TOML file, then OPENTRUNK_* environment
+variables, then command-line flags (applied by the CLI through `Settings.with_overrides`)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "OPENTRUNK_"
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    """Split `HOST:PORT`, `[V6]:PORT`, `HOST` or `[V6]` into a host and a port."""
+    value = value.strip()
+    if value.startswith("["):
+        end = value.index("]")
+        host = value[1:end]
+        rest = value[end + 1 :]
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port)
+    return value, default_port
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where state lives. SQLite under ./data is the embedded default.
+    data_dir: str = "./data"
+    database_url: str = ""
+    # HTTP API.
+    http: str = "127.0.0.1:8080"
+    admin_token: str = ""
+    api_rate_limit: float = 20.0  # requests per second per account (token bucket refill)
+    api_rate_burst: int = 100
+    # SIP.
+    sip_domain: str = "zt.localhost"
+    sip: str = "0.0.0.0:5060"
+    sip_tls: str = ""
+    advertised_address: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Key that encrypts secrets at rest (Fernet, urlsafe base64). Empty: a key file is
+    # generated under data_dir on first start with mode 0600.
+    secret_key: str = ""
+    redis_url: str = ""
+    log_level: str = "info"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'opentrunk.db'}"
+
+    @property
+    def http_host_port(self) -> tuple[str, int]:
+        return split_host_port(self.http, 8080)
+
+    @property
+    def sip_host_port(self) -> tuple[str, int]:
+        return split_host_port(self.sip, 5060)
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """Return a copy with the given non-None values applied (command-line flags)."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+def _coerce(raw: str, kind: Any) -> Any:
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
+    if kind in (bool, "bool"):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw
+
+
+def load_settings(
+    env: dict[str, str] | None = None, config_file: str | None = None
+) -> Settings:
+    """Build settings from an optional TOML file and the environment."""
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            values.update(tomllib.load(fh))
+    known = {f.name: f.type for f in fields(Settings)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+    for name, kind in known.items():
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(raw, kind)
+    return Settings(**values)
