@@ -1,0 +1,31 @@
+"""Builds the FastAPI application: routers, error handlers, middleware, shared state."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from opentrunk import __version__
+from opentrunk.api.errors import install_error_handlers
+from opentrunk.api.middleware import ApiMiddleware
+from opentrunk.api.ratelimit import RateLimiter
+from opentrunk.api.routes import admin, calls, credentials, ipacls, numbers, trunks, uris
+from opentrunk.config import Settings
+from opentrunk.store.store import Store
+
+
+def create_app(settings: Settings, store: Store) -> FastAPI:
+    """The API for `store`; the caller owns the store (opens, migrates and closes it)."""
+    app = FastAPI(
+        title="opentrunk API",
+        version=__version__,
+        description="Zentrunk-compatible SIP trunking API and the operator API.",
+        redirect_slashes=False,
+    )
+    app.state.store = store
+    app.state.limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
+    app.state.admin_token = settings.admin_token
+    for module in (trunks, credentials, ipacls, uris, calls, numbers, admin):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(ApiMiddleware)
+    return app

@@ -1,0 +1,103 @@
+"""Request authentication: HTTP Basic for customers (plus the per-account rate limit) and
+a bearer operator token for the admin API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from opentrunk.api.errors import ApiError
+from opentrunk.api.ratelimit import RateLimiter
+from opentrunk.services.accounts import authenticate
+from opentrunk.store.secrets import token_matches
+from opentrunk.store.store import Store
+
+REALM = "opentrunk"
+_CHALLENGE = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated account a customer request acts for."""
+
+    store: Store
+    account_id: int
+    auth_id: str
+
+
+def _basic_credentials(request: Request) -> tuple[str, str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        raise ApiError(
+            401, "authentication required: use HTTP Basic with auth_id and auth_token", _CHALLENGE
+        )
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError(401, "malformed Basic credentials", _CHALLENGE) from None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        raise ApiError(401, "malformed Basic credentials", _CHALLENGE)
+    return user, password
+
+
+async def customer(request: Request) -> Caller:
+    """Dependency of every customer route: Basic auth, path ownership, rate limit."""
+    store: Store = request.app.state.store
+    auth_id, token = _basic_credentials(request)
+    cached = store.cached_account(auth_id)
+    account_id: int | None
+    if cached is not None:
+        # Hot path: one SHA-256 and a constant-time compare, no thread hop, no query.
+        ok = cached.enabled and token_matches(token, cached.token_hash)
+        account_id = cached.account_id if ok else None
+    else:
+        account_id = await run_in_threadpool(authenticate, store, auth_id, token)
+    if account_id is None:
+        raise ApiError(
+            401,
+            "authentication failed: wrong auth_id or auth_token, or account disabled",
+            _CHALLENGE,
+        )
+    if request.path_params.get("auth_id") != auth_id:
+        # Another account's path: answer as for a path that does not exist, so that the
+        # caller learns nothing about the other account, not even whether it exists.
+        raise ApiError(404, f"not found: no resource at {request.url.path}")
+    limiter: RateLimiter = request.app.state.limiter
+    wait = limiter.acquire(auth_id)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate limit exceeded for this account; retry later",
+            {"Retry-After": limiter.retry_after_header(wait)},
+        )
+    return Caller(store, account_id, auth_id)
+
+
+async def operator(request: Request) -> Store:
+    """Dependency of every admin route: the operator bearer token."""
+    expected: str = request.app.state.admin_token
+    if not expected:
+        raise ApiError(
+            403,
+            "the admin API is disabled: no admin token is configured "
+            "(set OPENTRUNK_ADMIN_TOKEN or serve --admin-token)",
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        value.strip().encode(), expected.encode()
+    ):
+        raise ApiError(
+            401,
+            "operator authentication failed: send Authorization: Bearer <admin token>",
+            {"WWW-Authenticate": f'Bearer realm="{REALM}-admin"'},
+        )
+    store: Store = request.app.state.store
+    return store

@@ -1,0 +1,5 @@
+"""`python -m opentrunk.cli`."""
+
+from opentrunk.cli.main import app
+
+app(prog_name="opentrunk")

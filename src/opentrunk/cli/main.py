@@ -1,0 +1,428 @@
+"""The `opentrunk` command: serve, db, accounts, numbers, carriers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from opentrunk.config import Settings, load_settings
+from opentrunk.services import accounts as accounts_svc
+from opentrunk.services import carriers as carriers_svc
+from opentrunk.services import numbers as numbers_svc
+from opentrunk.services.errors import Conflict, InvalidParameter, MissingParameter, NotFound
+from opentrunk.store.store import Store
+
+app = typer.Typer(
+    help="opentrunk: SIP trunking with a Zentrunk-compatible API.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
+numbers_app = typer.Typer(help="Phone numbers in accounts' inventories.", no_args_is_help=True)
+carriers_app = typer.Typer(help="Upstream carriers.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(numbers_app, name="numbers")
+app.add_typer(carriers_app, name="carriers")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite under data dir)"),
+]
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="Directory for state (./data)")]
+ConfigFile = Annotated[str | None, typer.Option("--config", help="TOML settings file")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _settings(
+    config: str | None, data_dir: str | None, database_url: str | None, **more: Any
+) -> Settings:
+    return load_settings(config_file=config).with_overrides(
+        data_dir=data_dir, database_url=database_url, **more
+    )
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    store = Store.open(settings)
+    try:
+        yield store
+    except (InvalidParameter, MissingParameter, NotFound, Conflict) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+
+
+def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(data))
+    elif text is not None:
+        typer.echo(text)
+    else:
+        typer.echo(json.dumps(data, indent=2))
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    Console().print(table)
+
+
+@app.command()
+def serve(
+    http: Annotated[str | None, typer.Option("--http", help="HOST:PORT of the HTTP API")] = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    sip_domain: Annotated[str | None, typer.Option("--sip-domain", help="SIP domain")] = None,
+    admin_token: Annotated[
+        str | None, typer.Option("--admin-token", help="Operator token for /admin/v1/")
+    ] = None,
+    api_rate_limit: Annotated[
+        float | None,
+        typer.Option("--api-rate-limit", help="API requests/s per account (0: no limit)"),
+    ] = None,
+    api_rate_burst: Annotated[
+        int | None, typer.Option("--api-rate-burst", help="API burst per account")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+) -> None:
+    """Run the API (and, as they are added, the SIP edge and media relay)."""
+    from opentrunk.cli.serve import serve as run_serve
+
+    settings = _settings(
+        config,
+        data_dir,
+        database_url,
+        http=http,
+        sip_domain=sip_domain,
+        admin_token=admin_token,
+        api_rate_limit=api_rate_limit,
+        api_rate_burst=api_rate_burst,
+        log_level=log_level,
+    )
+    run_serve(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseUrl = None, data_dir: DataDir = None, config: ConfigFile = None
+) -> None:
+    """Apply the database migrations."""
+    from opentrunk.store.db import make_engine
+    from opentrunk.store.migrate import current_revision, upgrade
+
+    settings = _settings(config, data_dir, database_url)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        upgrade(engine)
+        typer.echo(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+# ---- accounts ------------------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str, typer.Option("--name", help="Account name")],
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Create an account; prints its auth_id and auth_token (shown only this once)."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        created = accounts_svc.create_account(store, name)
+    result = {"auth_id": created["auth_id"], "auth_token": created["auth_token"]}
+    _emit(result, as_json, f"auth_id    {result['auth_id']}\nauth_token {result['auth_token']}")
+
+
+@accounts_app.command("list")
+def accounts_list(
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """List accounts."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        rows = accounts_svc.list_accounts(store)
+    if as_json:
+        _emit(rows, True)
+        return
+    _table(
+        "accounts",
+        ["auth_id", "name", "enabled", "created_at", "cps", "max_calls", "countries"],
+        [
+            [
+                r["auth_id"],
+                r["name"],
+                r["enabled"],
+                r["created_at"],
+                r["limits"]["cps"],
+                r["limits"]["max_calls"] or "unlimited",
+                r["limits"]["countries"]
+                if isinstance(r["limits"]["countries"], str)
+                else ",".join(r["limits"]["countries"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@accounts_app.command("disable")
+def accounts_disable(
+    auth_id: str,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Disable an account: its API credentials and trunks stop working."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        accounts_svc.disable_account(store, auth_id)
+    typer.echo(f"account {auth_id} disabled")
+
+
+@accounts_app.command("enable")
+def accounts_enable(
+    auth_id: str,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Enable a disabled account."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        accounts_svc.enable_account(store, auth_id)
+    typer.echo(f"account {auth_id} enabled")
+
+
+@accounts_app.command("rotate-token")
+def accounts_rotate(
+    auth_id: str,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Give an account a new auth_token (the old one stops working); prints it."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        result = accounts_svc.rotate_token(store, auth_id)
+    _emit(result, as_json, result["auth_token"])
+
+
+@accounts_app.command("set-limits")
+def accounts_set_limits(
+    auth_id: str,
+    cps: Annotated[float | None, typer.Option("--cps", help="calls per second")] = None,
+    max_calls: Annotated[
+        str | None, typer.Option("--max-calls", help="concurrent calls, or 'unlimited'")
+    ] = None,
+    countries: Annotated[str | None, typer.Option("--countries", help="US,GB or all")] = None,
+    caller_id_policy: Annotated[
+        str | None, typer.Option("--caller-id-policy", help="on or off")
+    ] = None,
+    billing_increment: Annotated[
+        int | None, typer.Option("--billing-increment", help="seconds")
+    ] = None,
+    barred_prefixes: Annotated[
+        str | None, typer.Option("--barred-prefixes", help="comma-separated digits ('' clears)")
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Set an account's call limits and policy."""
+    unlimited = max_calls is not None and max_calls.strip().lower() in ("unlimited", "none")
+    max_calls_n: int | None = None
+    if max_calls is not None and not unlimited:
+        if not max_calls.isdigit():
+            typer.echo("error: --max-calls must be a number or 'unlimited'", err=True)
+            raise typer.Exit(2)
+        max_calls_n = int(max_calls)
+    policy: bool | None = None
+    if caller_id_policy is not None:
+        if caller_id_policy.lower() not in ("on", "off"):
+            typer.echo("error: --caller-id-policy must be on or off", err=True)
+            raise typer.Exit(2)
+        policy = caller_id_policy.lower() == "on"
+    prefixes = None
+    if barred_prefixes is not None:
+        prefixes = [p for p in barred_prefixes.split(",") if p.strip()]
+    with _store(_settings(config, data_dir, database_url)) as store:
+        result = accounts_svc.set_limits(
+            store,
+            auth_id,
+            cps=cps,
+            max_calls=max_calls_n,
+            unlimited_calls=unlimited,
+            countries=countries,
+            caller_id_policy=policy,
+            billing_increment=billing_increment,
+            barred_prefixes=prefixes,
+        )
+    _emit(result, as_json)
+
+
+# ---- numbers -------------------------------------------------------------------------
+
+
+@numbers_app.command("add")
+def numbers_add(
+    number: str,
+    account: Annotated[str, typer.Option("--account", help="auth_id of the owner")],
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Put an E.164 number into an account's inventory."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        result = numbers_svc.add_number(store, number, account)
+    _emit(result, as_json, f"number {result['number']} added to {account}")
+
+
+@numbers_app.command("list")
+def numbers_list(
+    account: Annotated[str | None, typer.Option("--account", help="only this auth_id")] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """List numbers (all, or one account's)."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        rows = numbers_svc.list_all_numbers(store, account)
+    if as_json:
+        _emit(rows, True)
+        return
+    _table(
+        "numbers",
+        ["number", "account", "country", "type", "alias", "application"],
+        [
+            [
+                r["number"],
+                r["account"],
+                r["country"],
+                r["number_type"],
+                r["alias"],
+                r["application"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@numbers_app.command("remove")
+def numbers_remove(
+    number: str,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Take a number out of its account."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        numbers_svc.remove_number(store, number)
+    typer.echo(f"number {number} removed")
+
+
+# ---- carriers ------------------------------------------------------------------------
+
+
+@carriers_app.command("add")
+def carriers_add(
+    name: Annotated[str, typer.Option("--name")],
+    address: Annotated[str, typer.Option("--address", help="HOST[:PORT]")],
+    transport: Annotated[str, typer.Option("--transport", help="udp, tcp or tls")] = "udp",
+    prefix: Annotated[str, typer.Option("--prefix", help="digits this carrier takes")] = "",
+    priority: Annotated[int, typer.Option("--priority", help="lower is tried first")] = 10,
+    weight: Annotated[int, typer.Option("--weight", help="share among equal priority")] = 100,
+    username: Annotated[str | None, typer.Option("--username")] = None,
+    password: Annotated[str | None, typer.Option("--password")] = None,
+    rate: Annotated[str, typer.Option("--rate", help="price per minute")] = "0",
+    inbound_source: Annotated[
+        list[str] | None, typer.Option("--inbound-source", help="CIDR the carrier sends from")
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Add a carrier."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        result = carriers_svc.add_carrier(
+            store,
+            name=name,
+            address=address,
+            transport=transport,
+            prefix=prefix,
+            priority=priority,
+            weight=weight,
+            username=username,
+            password=password,
+            rate=rate,
+            inbound_sources=list(inbound_source or []),
+        )
+    _emit(result, as_json, f"carrier {result['carrier_id']} ({name}) added")
+
+
+@carriers_app.command("list")
+def carriers_list(
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """List carriers."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        rows = carriers_svc.list_carriers(store)
+    if as_json:
+        _emit(rows, True)
+        return
+    _table(
+        "carriers",
+        ["carrier_id", "name", "address", "transport", "prefix", "priority", "weight", "rate"],
+        [
+            [
+                r["carrier_id"],
+                r["name"],
+                r["address"],
+                r["transport"],
+                r["prefix"],
+                r["priority"],
+                r["weight"],
+                r["rate"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@carriers_app.command("remove")
+def carriers_remove(
+    carrier_id: str,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Remove a carrier."""
+    with _store(_settings(config, data_dir, database_url)) as store:
+        carriers_svc.remove_carrier(store, carrier_id)
+    typer.echo(f"carrier {carrier_id} removed")
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m`
+    app(prog_name="opentrunk")
+    sys.exit(0)

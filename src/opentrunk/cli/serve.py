@@ -1,0 +1,83 @@
+"""`opentrunk serve`: one asyncio process (uvloop) running the HTTP API through uvicorn's
+Server alongside any other long-running services (the SIP edge joins as one more task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import uvicorn
+
+from opentrunk.api.app import create_app
+from opentrunk.config import Settings
+from opentrunk.services.calls import close_abandoned_records
+from opentrunk.store.store import Store
+
+log = logging.getLogger("opentrunk")
+
+# A service is started with the settings and the open store and runs until cancelled.
+Service = Callable[[Settings, Store], Coroutine[Any, Any, None]]
+
+
+def announce(line: str) -> None:
+    print(f"opentrunk: {line}", flush=True)
+
+
+def _bound_port(server: uvicorn.Server, default: int) -> int:
+    for srv in getattr(server, "servers", []) or []:
+        for sock in srv.sockets:
+            return int(sock.getsockname()[1])
+    return default
+
+
+async def run(settings: Settings, store: Store, services: Sequence[Service] = ()) -> None:
+    """Run the API and `services` until the API server stops (SIGINT/SIGTERM)."""
+    closed = await asyncio.to_thread(close_abandoned_records, store.engine)
+    if closed:
+        log.warning("closed %d call records left open by a previous run", closed)
+    host, port = settings.http_host_port
+    config = uvicorn.Config(
+        create_app(settings, store),
+        host=host,
+        port=port,
+        loop="none",  # the loop is ours (uvloop, set up by main)
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level=settings.log_level,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    api_task = asyncio.create_task(server.serve(), name="http-api")
+    others = [asyncio.create_task(svc(settings, store)) for svc in services]
+    while not server.started and not api_task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        shown = f"[{host}]" if ":" in host else host
+        announce(f"HTTP API on http://{shown}:{_bound_port(server, port)}")
+    try:
+        await api_task
+    finally:
+        for task in others:
+            task.cancel()
+        for task in others:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def serve(settings: Settings, services: Sequence[Service] = ()) -> None:
+    """Open the store (migrating it), then run everything on uvloop."""
+    import uvloop
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+    store = Store.open(settings)
+    try:
+        uvloop.run(run(settings, store, services))
+    finally:
+        store.close()

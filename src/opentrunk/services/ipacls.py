@@ -1,0 +1,85 @@
+"""Zentrunk IP access control lists: addresses and CIDR ranges a trunk accepts calls from."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, update
+
+from opentrunk.domain.validation import check_acl_entries
+from opentrunk.services.clock import utcnow
+from opentrunk.services.errors import NotFound
+from opentrunk.services.paging import Page
+from opentrunk.services.resources import fetch_owned, new_uuid, page_of
+from opentrunk.store.models import ip_acls, trunks
+from opentrunk.store.store import Store
+
+
+def ipacl_view(row: Any) -> dict[str, Any]:
+    return {
+        "ipacl_uuid": row.ipacl_uuid,
+        "name": row.name,
+        "ip_addresses": json.loads(row.ip_addresses),
+    }
+
+
+def create_ipacl(store: Store, account_id: int, ip_addresses: list[str], name: str | None) -> str:
+    entries = check_acl_entries(ip_addresses)
+    ipacl_uuid = new_uuid()
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(ip_acls).values(
+                ipacl_uuid=ipacl_uuid,
+                account_id=account_id,
+                name=name or "",
+                ip_addresses=json.dumps(entries),
+                created_at=utcnow(),
+            )
+        )
+    return ipacl_uuid
+
+
+def get_ipacl(store: Store, account_id: int, ipacl_uuid: str) -> dict[str, Any]:
+    with store.engine.connect() as conn:
+        row = fetch_owned(conn, ip_acls, "ipacl_uuid", ipacl_uuid, account_id, "ip access list")
+    return ipacl_view(row)
+
+
+def list_ipacls(store: Store, account_id: int, limit: int, offset: int) -> Page:
+    with store.engine.connect() as conn:
+        total, rows = page_of(
+            conn, ip_acls, [ip_acls.c.account_id == account_id], "ipacl_uuid", limit, offset
+        )
+    return Page(total, [ipacl_view(r) for r in rows], limit, offset)
+
+
+def update_ipacl(store: Store, account_id: int, ipacl_uuid: str, changes: dict[str, Any]) -> str:
+    values: dict[str, Any] = {}
+    if "name" in changes:
+        values["name"] = changes["name"] or ""
+    if "ip_addresses" in changes:
+        if changes["ip_addresses"] is None:
+            check_acl_entries([])
+        values["ip_addresses"] = json.dumps(check_acl_entries(changes["ip_addresses"]))
+    with store.engine.begin() as conn:
+        fetch_owned(conn, ip_acls, "ipacl_uuid", ipacl_uuid, account_id, "ip access list")
+        if values:
+            conn.execute(update(ip_acls).where(ip_acls.c.ipacl_uuid == ipacl_uuid).values(values))
+    return ipacl_uuid
+
+
+def delete_ipacl(store: Store, account_id: int, ipacl_uuid: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(trunks)
+            .where(and_(trunks.c.ipacl_uuid == ipacl_uuid, trunks.c.account_id == account_id))
+            .values(ipacl_uuid=None)
+        )
+        result = conn.execute(
+            delete(ip_acls).where(
+                and_(ip_acls.c.ipacl_uuid == ipacl_uuid, ip_acls.c.account_id == account_id)
+            )
+        )
+    if result.rowcount == 0:
+        raise NotFound(f"ip access list {ipacl_uuid} not found")
