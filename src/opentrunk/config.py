@@ -43,6 +43,10 @@ class Settings:
     advertised_address: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    # Outbound calls: seconds a carrier may stay without ringing (18x) before the edge
+    # fails over, and seconds it may ring without answering.
+    carrier_timeout: float = 5.0
+    ring_timeout: float = 120.0
     # Key that encrypts secrets at rest (Fernet, urlsafe base64). Empty: a key file is
     # generated under data_dir on first start with mode 0600.
     secret_key: str = ""

@@ -120,7 +120,7 @@ def test_open_records_closed_after_crash(backend, tmp_path):
         with store.engine.connect() as conn:
             rows = {r.call_uuid: r for r in conn.execute(call_records.select())}
         assert rows[live].state == "closed" and rows[live].hangup_source == "zentrunk"
-        assert rows[live].hangup_cause_code == 5000 and rows[live].end_time is not None
+        assert rows[live].hangup_cause_code == 5250 and rows[live].end_time is not None
         assert rows[done].hangup_cause_code == 3000
         assert close_abandoned_records(store.engine) == 0
 

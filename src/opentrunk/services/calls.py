@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, func, insert, select, update
 
+from opentrunk.domain.hangup_codes import crash_recovery
 from opentrunk.domain.validation import InvalidParameter
 from opentrunk.services.clock import fmt, utcnow
 from opentrunk.services.errors import NotFound
@@ -21,7 +22,6 @@ MAX_AGE = timedelta(days=90)
 RANGE_SUFFIXES = {"": "eq", "__gt": "gt", "__gte": "gte", "__lt": "lt", "__lte": "lte"}
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 # Internal-error code for records closed by recovery after a crash (CALLS.md).
-CRASH_CAUSE = (5000, "internal_error")
 
 CALL_FIELDS = (
     "call_uuid",
@@ -113,7 +113,7 @@ def close_abandoned_records(engine: Engine, now: datetime | None = None) -> int:
     """On start: close every record a crashed process left open, with an internal-error
     cause and the hangup source `zentrunk`. Returns how many were closed."""
     now = now or utcnow()
-    code, name = CRASH_CAUSE
+    cause = crash_recovery()
     with engine.begin() as conn:
         result = conn.execute(
             update(call_records)
@@ -121,9 +121,9 @@ def close_abandoned_records(engine: Engine, now: datetime | None = None) -> int:
             .values(
                 state="closed",
                 end_time=now,
-                hangup_cause_code=code,
-                hangup_cause_name=name,
-                hangup_source="zentrunk",
+                hangup_cause_code=cause.code,
+                hangup_cause_name=cause.name,
+                hangup_source=cause.source.value,
             )
         )
     return int(result.rowcount)
