@@ -1,0 +1,107 @@
+"""SIP over UDP (RFC 3261 section 18): one datagram carries one message.
+
+The receive path is kept lean (no logging, no per-packet allocation beyond the parse): a
+datagram over the size cap is counted and dropped unread; everything else goes through
+`Ingress`. Sends are fire-and-forget `sendto` calls to an IP literal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from opentrunk.sip.message import Message
+from opentrunk.sip.transaction import Address
+from opentrunk.transport.base import MessageHandler, SendErrorHandler, Transport, is_ip_literal
+from opentrunk.transport.ingress import Ingress
+
+# Largest datagram accepted. IP allows 65,507 octets of UDP payload; SIP messages near
+# that size are legal, but anything larger than our cap is refused before parsing.
+DEFAULT_MAX_DATAGRAM = 65_507
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: UdpTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        owner = self.owner
+        if len(data) > owner.max_datagram:
+            owner.stats.received += 1
+            owner.stats.oversized += 1
+            owner.stats.dropped += 1
+            return
+        if not data.strip(b"\r\n\x00 "):
+            # Keep-alive datagrams (CRLF, NUL, empty) are not messages.
+            return
+        owner.ingress.process(data, Address("udp", addr[0], addr[1]), owner.reply)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors on Linux carry no destination; they are only counted.
+        self.owner.stats.send_errors += 1
+
+
+class UdpTransport(Transport):
+    """A UDP listener that also sends (from the same socket, so NATs see one flow)."""
+
+    name = "udp"
+    reliable = False
+
+    def __init__(
+        self,
+        handler: MessageHandler,
+        *,
+        advertised: tuple[str, int] | None = None,
+        on_send_error: SendErrorHandler | None = None,
+        max_datagram: int = DEFAULT_MAX_DATAGRAM,
+    ) -> None:
+        super().__init__(handler, advertised=advertised, on_send_error=on_send_error)
+        self.max_datagram = max_datagram
+        self.ingress = Ingress(self)
+        self._socket: asyncio.DatagramTransport | None = None
+        self._local: Address | None = None
+
+    @property
+    def local_address(self) -> Address:
+        if self._local is None:
+            raise RuntimeError("UDP transport not started")
+        return self._local
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(host, port)
+        )
+        self._socket = transport
+        bound = transport.get_extra_info("sockname")
+        self._local = Address("udp", str(bound[0]), int(bound[1]))
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def reply(self, data: bytes, dest: Address) -> None:
+        self._sendto(data, dest)
+
+    def send(self, message: Message | bytes, dest: Address) -> None:
+        if not is_ip_literal(dest.host):
+            # A name here would make sendto() resolve it, blocking the loop.
+            self._send_failed(dest, ValueError("destination must be an IP literal"))
+            return
+        data = message if isinstance(message, bytes) else message.to_bytes()
+        self._sendto(data, dest)
+
+    def _sendto(self, data: bytes, dest: Address) -> None:
+        sock = self._socket
+        if sock is None:
+            self._send_failed(dest, ConnectionError("UDP transport closed"))
+            return
+        try:
+            sock.sendto(data, (dest.host, dest.port))
+        except (OSError, ValueError) as exc:
+            self._send_failed(dest, exc)
+            return
+        self.stats.sent += 1
