@@ -52,6 +52,12 @@ class Settings:
     secret_key: str = ""
     redis_url: str = ""
     log_level: str = "info"
+    # Media (opentrunk.media): "relay" (embedded) or "rtpengine" (its ng port below).
+    media_backend: str = "relay"
+    media_ports: str = "10000-20000"
+    media_address: str = ""  # relay bind address; empty: the SIP listen host
+    rtp_timeout: float = 60.0
+    rtpengine_ng: str = "127.0.0.1:2223"
 
     @property
     def effective_database_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 
 from opentrunk import __version__
 from opentrunk.api.errors import install_error_handlers
@@ -10,6 +11,7 @@ from opentrunk.api.middleware import ApiMiddleware
 from opentrunk.api.ratelimit import RateLimiter
 from opentrunk.api.routes import admin, calls, credentials, ipacls, numbers, trunks, uris
 from opentrunk.config import Settings
+from opentrunk.edge.metrics import CONTENT_TYPE, render_current
 from opentrunk.store.store import Store
 
 
@@ -27,5 +29,12 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     for module in (trunks, credentials, ipacls, uris, calls, numbers, admin):
         app.include_router(module.router)
     install_error_handlers(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        # The SIP edge's figures in Prometheus format (opentrunk.edge.metrics).
+        figures = render_current(getattr(app.state, "edge_metrics", None))
+        return PlainTextResponse(figures, media_type=CONTENT_TYPE)
+
     app.add_middleware(ApiMiddleware)
     return app

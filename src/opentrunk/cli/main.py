@@ -30,6 +30,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(numbers_app, name="numbers")
 app.add_typer(carriers_app, name="carriers")
+calls_app = typer.Typer(help="Call records.", no_args_is_help=True)
+app.add_typer(calls_app, name="calls")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -96,9 +98,17 @@ def serve(
         int | None, typer.Option("--api-rate-burst", help="API burst per account")
     ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+    sip: Annotated[
+        str | None, typer.Option("--sip", help="HOST:PORT of the SIP edge (UDP and TCP)")
+    ] = None,
+    advertised_address: Annotated[
+        str | None,
+        typer.Option("--advertised-address", help="HOST[:PORT] put in Via/Contact (NAT)"),
+    ] = None,
 ) -> None:
-    """Run the API (and, as they are added, the SIP edge and media relay)."""
+    """Run the API and the SIP edge (and, as it is added, the media relay)."""
     from opentrunk.cli.serve import serve as run_serve
+    from opentrunk.edge.server import run_edge
 
     settings = _settings(
         config,
@@ -110,8 +120,10 @@ def serve(
         api_rate_limit=api_rate_limit,
         api_rate_burst=api_rate_burst,
         log_level=log_level,
+        sip=sip,
+        advertised_address=advertised_address,
     )
-    run_serve(settings)
+    run_serve(settings, services=[run_edge])
 
 
 @db_app.command("upgrade")
@@ -421,6 +433,49 @@ def carriers_remove(
     with _store(_settings(config, data_dir, database_url)) as store:
         carriers_svc.remove_carrier(store, carrier_id)
     typer.echo(f"carrier {carrier_id} removed")
+
+
+# ---- calls ---------------------------------------------------------------------------
+
+
+@calls_app.command("tail")
+def calls_tail(
+    account: Annotated[str | None, typer.Option("--account", help="only this auth_id")] = None,
+    last: Annotated[int, typer.Option("--last", "-n", help="first show the last N")] = 0,
+    count: Annotated[int, typer.Option("--count", help="exit after N records (0: never)")] = 0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="exit after S seconds (0: never)")
+    ] = 0,
+    interval: Annotated[float, typer.Option("--interval", help="poll every S seconds")] = 0.5,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Follow call records as the edge writes them (one line, or JSON, per ended call)."""
+    import time
+
+    from opentrunk.edge.tail import follow_records, format_line
+
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    shown = 0
+
+    def stop() -> bool:
+        return (deadline is not None and time.monotonic() >= deadline) or (
+            count > 0 and shown >= count
+        )
+
+    with _store(_settings(config, data_dir, database_url)) as store:
+        try:
+            for view in follow_records(
+                store.engine, auth_id=account, last=last, interval=interval, stop=stop
+            ):
+                typer.echo(json.dumps(view) if as_json else format_line(view))
+                shown += 1
+                if stop():
+                    break
+        except KeyboardInterrupt:
+            pass
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m`

@@ -36,9 +36,12 @@ def _bound_port(server: uvicorn.Server, default: int) -> int:
 
 async def run(settings: Settings, store: Store, services: Sequence[Service] = ()) -> None:
     """Run the API and `services` until the API server stops (SIGINT/SIGTERM)."""
-    closed = await asyncio.to_thread(close_abandoned_records, store.engine)
-    if closed:
-        log.warning("closed %d call records left open by a previous run", closed)
+    # Records left open by a crash are closed by the SIP edge's recorder at its start
+    # (5250 internal_error, opentrunk.edge.records); without the edge, here.
+    if not services:
+        closed = await asyncio.to_thread(close_abandoned_records, store.engine)
+        if closed:
+            log.warning("closed %d call records left open by a previous run", closed)
     host, port = settings.http_host_port
     config = uvicorn.Config(
         create_app(settings, store),

@@ -1,0 +1,203 @@
+"""The B2BUA's call state: a call is two legs, each its own dialog, and the registry that
+finds a call from any in-dialog request.
+
+`Call` holds what the edge knows about one call once it is routed: its customer leg
+(the PBX's dialog) and carrier leg (ours towards the carrier), when it was answered, and
+how to finish it exactly once (`finish`: the call record is closed, the concurrent-call
+slot released, metrics counted). `CallRegistry` maps each leg's dialog id (Call-ID and
+both tags, as `Dialog.id_of_request` sees an incoming request) to its call and side.
+
+In-dialog requests (`handle_in_dialog`): BYE from either leg is answered 200 and sent
+on to the other leg, and the call ends with 3000 (carrier) or 3010 (customer); a second
+BYE finds no dialog and gets 481, which harms nothing. re-INVITE, UPDATE and INFO are
+relayed to the other leg (SDP through `sdp_relay.relay_sdp`) and the other leg's final
+status comes back. ACKs of the edge's own 2xx end here (the endpoint has already stopped
+retransmitting). Requests travel to the address each side is known by: the PBX's packet
+source (NAT-safe; names in its Contact are never followed) and the carrier's configured
+address, so neither side learns the other's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from opentrunk.domain.hangup_codes import CallEnd, Side, bye_from
+from opentrunk.edge.sdp_relay import SdpHop, relay_sdp
+from opentrunk.sip.dialog import Dialog, DialogError, DialogId
+from opentrunk.sip.errors import SipParseError
+from opentrunk.sip.transaction import Address
+
+if TYPE_CHECKING:
+    from opentrunk.transport.endpoint import IncomingRequest, SipEndpoint
+
+log = logging.getLogger(__name__)
+
+# Requests relayed from one leg to the other inside a dialog.
+RELAYED_METHODS = frozenset({"INVITE", "UPDATE", "INFO"})
+# How long the edge waits for the other leg's answer to a relayed request.
+RELAY_TIMEOUT = 32.0
+
+
+@dataclass(eq=False)
+class Leg:
+    """One side of a call: its dialog (None until it exists) and where requests go."""
+
+    side: Side
+    dest: Address
+    dialog: Dialog | None = None
+
+
+@dataclass(eq=False)
+class Call:
+    """An outbound call that passed admission. `on_finish(call, end)` runs once."""
+
+    call_uuid: str
+    customer: Leg
+    on_finish: Callable[[Call, CallEnd], None]
+    carrier: Leg | None = None
+    account_id: str | None = None  # set when the call holds a concurrent-call slot
+    answer_time: datetime | None = None
+    ended: bool = False
+    end: CallEnd | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def leg(self, side: Side) -> Leg | None:
+        return self.customer if side is Side.CUSTOMER else self.carrier
+
+    def other(self, side: Side) -> Leg | None:
+        return self.carrier if side is Side.CUSTOMER else self.customer
+
+    def finish(self, end: CallEnd) -> bool:
+        """End the call with `end` unless it already ended; True the first time."""
+        if self.ended:
+            return False
+        self.ended = True
+        self.end = end
+        self.on_finish(self, end)
+        return True
+
+
+class CallRegistry:
+    """Live calls by call_uuid and by the dialog id of each of their legs."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Call] = {}
+        self._legs: dict[DialogId, tuple[Call, Side]] = {}
+
+    def add(self, call: Call) -> None:
+        self.calls[call.call_uuid] = call
+
+    def add_leg(self, call: Call, side: Side, dialog: Dialog) -> None:
+        self._legs[dialog.id] = (call, side)
+
+    def find(self, dialog_id: DialogId) -> tuple[Call, Side] | None:
+        return self._legs.get(dialog_id)
+
+    def remove(self, call: Call) -> None:
+        self.calls.pop(call.call_uuid, None)
+        for leg in (call.customer, call.carrier):
+            if leg is not None and leg.dialog is not None:
+                self._legs.pop(leg.dialog.id, None)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+def send_bye(endpoint: SipEndpoint, leg: Leg | None) -> None:
+    """BYE on a confirmed leg, fire and forget (its answer changes nothing)."""
+    if leg is None or leg.dialog is None:
+        return
+    try:
+        bye = leg.dialog.create_request("BYE")
+        leg.dialog.terminate()
+        endpoint.request(bye, leg.dest)
+    except (DialogError, ValueError, SipParseError):
+        log.warning("could not send BYE on the %s leg", leg.side.value)
+
+
+def hang_up(endpoint: SipEndpoint, call: Call, by: Side | None, end: CallEnd) -> None:
+    """End an answered call: BYE to every leg other than `by` (None: both legs)."""
+    if not call.finish(end):
+        return
+    for side in (Side.CUSTOMER, Side.CARRIER):
+        if side is not by:
+            send_bye(endpoint, call.leg(side))
+        else:
+            leg = call.leg(side)
+            if leg is not None and leg.dialog is not None:
+                leg.dialog.terminate()
+
+
+async def handle_in_dialog(
+    endpoint: SipEndpoint, registry: CallRegistry, incoming: IncomingRequest
+) -> None:
+    """Handle a request carrying a To tag (see the module docstring)."""
+    request = incoming.request
+    method = request.method
+    found = registry.find(Dialog.id_of_request(request))
+    if found is None:
+        if method != "ACK":
+            incoming.respond(481)
+        return
+    call, side = found
+    leg = call.leg(side)
+    if method == "ACK":
+        return
+    if leg is None or leg.dialog is None or not leg.dialog.on_request(request):
+        incoming.respond(500, headers=(("Retry-After", "1"),))
+        return
+    if method == "BYE":
+        incoming.respond(200)
+        hang_up(endpoint, call, side, bye_from(side))
+        return
+    if method == "OPTIONS":
+        incoming.respond(200)
+        return
+    if method in RELAYED_METHODS:
+        await _relay(endpoint, call, side, incoming)
+        return
+    incoming.respond(501)
+
+
+async def _relay(endpoint: SipEndpoint, call: Call, side: Side, incoming: IncomingRequest) -> None:
+    """Pass an in-dialog request to the other leg and its final answer back."""
+    request = incoming.request
+    other = call.other(side)
+    if other is None or other.dialog is None or call.ended:
+        incoming.respond(481)
+        return
+    towards = "carrier" if side is Side.CUSTOMER else "customer"
+    headers: list[tuple[str, str]] = []
+    content_type = request.headers.get("Content-Type")
+    if content_type:
+        headers.append(("Content-Type", content_type))
+    body = relay_sdp(request.body, content_type, SdpHop(call.call_uuid, towards, "offer"))
+    try:
+        relayed = other.dialog.create_request(request.method, body=body, headers=headers)
+    except DialogError:
+        incoming.respond(481)
+        return
+    outgoing = endpoint.request(relayed, other.dest)
+    try:
+        answer = await asyncio.wait_for(asyncio.shield(outgoing.final), RELAY_TIMEOUT)
+    except TimeoutError:
+        incoming.respond(408)
+        return
+    other.dialog.on_response(relayed, answer)
+    if request.method == "INVITE" and 200 <= answer.status < 300:
+        endpoint.send_ack(other.dialog.create_ack(), other.dest)
+    answer_type = answer.headers.get("Content-Type")
+    back = relay_sdp(answer.body, answer_type, SdpHop(call.call_uuid, side.value, "answer"))
+    extra = (("Content-Type", answer_type),) if answer_type and back else ()
+    contact = endpoint.contact_uri(None, incoming.source.transport)
+    status = answer.status if answer.status < 700 else 500
+    incoming.respond(status, contact=contact, headers=extra, body=back)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

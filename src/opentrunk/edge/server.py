@@ -1,0 +1,199 @@
+"""`SipEdge`: the SIP side of `opentrunk serve`, wiring the endpoint (UDP and TCP, TLS
+when configured) to the store's configuration, the call recorder, the metrics, the
+limits and the B2BUA, and dispatching every request that reaches it.
+
+Dispatch (`_on_request`):
+- a request with a To tag belongs to a dialog: `b2bua.handle_in_dialog` (481 when no
+  call has it); ACKs end there too;
+- Max-Forwards 0 on an INVITE: 483 (4380); an INVITE carrying one of the edge's own Via
+  sent-by addresses came back to us: 482 (4370) (no record: no trunk is involved yet);
+- INVITE: a new `outbound.OutboundCall` in its own task;
+- OPTIONS: 200 with Allow (keep-alive); CANCEL is answered by the endpoint itself;
+- any other method: 405 with Allow.
+
+Lifecycle: `start()` recovers records left open by a crash, starts the recorder and the
+listeners; `stop()` ends live calls (BYE both legs, code 5250: the edge is going away),
+flushes the recorder and closes the listeners. `run_edge` is the `serve` service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from typing import Any
+
+from opentrunk.config import Settings, split_host_port
+from opentrunk.domain.hangup_codes import crash_recovery
+from opentrunk.domain.limits import CallAdmission, LimitStore, MemoryLimitStore, RedisLimitStore
+from opentrunk.edge.auth import TrunkAuthenticator
+from opentrunk.edge.b2bua import CallRegistry, handle_in_dialog, hang_up
+from opentrunk.edge.config import EdgeConfig
+from opentrunk.edge.lockout import SourceLockout
+from opentrunk.edge.metrics import EdgeMetrics, set_current
+from opentrunk.edge.outbound import ALLOW, OutboundCall
+from opentrunk.edge.records import CallRecorder
+from opentrunk.sip.errors import SipParseError
+from opentrunk.store.store import Store
+from opentrunk.transport.base import same_host
+from opentrunk.transport.dns import SipLocator
+from opentrunk.transport.endpoint import IncomingRequest, SipEndpoint
+
+log = logging.getLogger(__name__)
+
+# Concurrent-call slots are leases (domain/limits.py); live calls renew theirs this often.
+LEASE_RENEW_EVERY = 600.0
+
+
+class SipEdge:
+    """One edge process: see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        limit_store: LimitStore | None = None,
+        config: EdgeConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.endpoint = SipEndpoint(
+            handler=self._on_request, advertised=settings.advertised_address or None
+        )
+        self.config = config or EdgeConfig(store, settings)
+        self.recorder = CallRecorder(store)
+        self.metrics = EdgeMetrics()
+        self.metrics.bind(
+            endpoint=self.endpoint,
+            recorder=self.recorder,
+            transactions=lambda: len(self.endpoint.layer),
+        )
+        if limit_store is None:
+            limit_store = self._limit_store(settings)
+        self.admission = CallAdmission(limit_store)
+        self.authenticator = TrunkAuthenticator()
+        self.lockout = SourceLockout()
+        self.registry = CallRegistry()
+        self.locator = SipLocator()
+        self.carrier_timeout = settings.carrier_timeout
+        self.ring_timeout = settings.ring_timeout
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._renewer: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _limit_store(settings: Settings) -> LimitStore:
+        if settings.redis_url:
+            from redis.asyncio import Redis
+
+            return RedisLimitStore(Redis.from_url(settings.redis_url))
+        return MemoryLimitStore()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.recorder.recover_open_calls()
+        await self.recorder.start()
+        host, port = self.settings.sip_host_port
+        udp = await self.endpoint.listen("udp", host, port)
+        # TCP on the same port as UDP (RFC 3261 18): with port 0, the one UDP got.
+        await self.endpoint.listen("tcp", host, port or udp.local_address.port)
+        if self.settings.sip_tls and self.settings.tls_cert and self.settings.tls_key:
+            tls_host, tls_port = split_host_port(self.settings.sip_tls, 5061)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+            await self.endpoint.listen("tls", tls_host, tls_port, server_ssl=context)
+        set_current(self.metrics)
+        self._renewer = asyncio.create_task(self._renew_leases(), name="edge-leases")
+
+    async def stop(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        for call in list(self.registry.calls.values()):
+            hang_up(self.endpoint, call, None, crash_recovery())
+        # Give the BYEs a moment on the wire before the sockets close.
+        if self.registry.calls:
+            await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.recorder.stop()
+        await self.endpoint.close()
+        set_current(None)
+
+    def address(self, transport: str = "udp") -> tuple[str, int]:
+        local = self.endpoint.local_address(transport)
+        return local.host, local.port
+
+    # -- limits ----------------------------------------------------------------------
+
+    def release_slot(self, account_id: str, call_uuid: str) -> None:
+        self._spawn(self.admission.release(account_id, call_uuid))
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW_EVERY)
+            for call_uuid, call in list(self.registry.calls.items()):
+                if call.account_id is not None:
+                    with contextlib.suppress(Exception):
+                        await self.admission.renew(call.account_id, call_uuid)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- dispatch --------------------------------------------------------------------
+
+    def _on_request(self, incoming: IncomingRequest) -> Any:
+        request = incoming.request
+        method = request.method
+        self.metrics.request_received(method)
+        try:
+            in_dialog = method == "ACK" or bool(request.to.tag)
+        except SipParseError:
+            return None
+        if in_dialog:
+            return handle_in_dialog(self.endpoint, self.registry, incoming)
+        if method == "INVITE":
+            if request.max_forwards == 0:
+                return self._answer(incoming, 483)
+            if self._looped(incoming):
+                return self._answer(incoming, 482)
+            return OutboundCall(self, incoming).run()
+        if method == "OPTIONS":
+            return self._answer(incoming, 200, (("Allow", ALLOW), ("Accept", "application/sdp")))
+        return self._answer(incoming, 405, (("Allow", ALLOW),))
+
+    def _answer(
+        self, incoming: IncomingRequest, status: int, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        if incoming.respond(status, headers=headers) is not None:
+            self.metrics.response_sent(status)
+
+    def _looped(self, incoming: IncomingRequest) -> bool:
+        """Does the INVITE carry a Via the edge itself added (it went round to us)?"""
+        ours = [t.sent_by for t in self.endpoint.transports.values()]
+        for via in incoming.request.vias:
+            host, port = via.sent_by
+            for our_host, our_port in ours:
+                if (port or 5060) == our_port and same_host(host, our_host):
+                    return True
+        return False
+
+
+async def run_edge(settings: Settings, store: Store) -> None:
+    """The `serve` service: run the SIP edge until cancelled."""
+    from opentrunk.cli.serve import announce
+
+    edge = SipEdge(settings, store)
+    await edge.start()
+    for name, transport in edge.endpoint.transports.items():
+        local = transport.local_address
+        announce(f"SIP edge on {name} {local.host}:{local.port}")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await edge.stop()
