@@ -47,6 +47,13 @@ class Settings:
     # fails over, and seconds it may ring without answering.
     carrier_timeout: float = 5.0
     ring_timeout: float = 120.0
+    # Inbound calls (edge/inbound.py): seconds an origination URI may stay silent (no
+    # provisional response) and may go without ringing or answering, before the edge
+    # fails over to the fallback URI.
+    origination_provisional_timeout: float = 2.0
+    origination_timeout: float = 5.0
+    # OPTIONS answered per second per source address (keep-alives; more get no answer).
+    options_rate: float = 10.0
     # Key that encrypts secrets at rest (Fernet, urlsafe base64). Empty: a key file is
     # generated under data_dir on first start with mode 0600.
     secret_key: str = ""
@@ -88,9 +95,7 @@ def _coerce(raw: str, kind: Any) -> Any:
     return raw
 
 
-def load_settings(
-    env: dict[str, str] | None = None, config_file: str | None = None
-) -> Settings:
+def load_settings(env: dict[str, str] | None = None, config_file: str | None = None) -> Settings:
     """Build settings from an optional TOML file and the environment."""
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}
