@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -298,6 +299,7 @@ class Sipp:
             "-message_file",
             str(self.workdir / f"{self.name}.msg"),
             *self.args,
+            *self._auth_uri(),
         ]
         self.process = subprocess.Popen(
             argv,
@@ -308,6 +310,18 @@ class Sipp:
             text=True,
         )
         return self
+
+    def _auth_uri(self) -> list[str]:
+        """sipp puts `uri="sip:<remote ip>:<port>"` in its digest answers unless told
+        otherwise; the edge wants the Request-URI there (RFC 7616 3.4.6), as real PBXes
+        send it."""
+        if "-au" not in self.args or "-auth_uri" in self.args:
+            return []
+        found = re.search(r"^INVITE sip:(\S+) SIP/2\.0", self.scenario, re.MULTILINE)
+        if found is None:
+            return []
+        service = self.args[self.args.index("-s") + 1] if "-s" in self.args else "service"
+        return ["-auth_uri", found.group(1).replace("[service]", service)]
 
     def wait(self, timeout: float) -> SippRun:
         assert self.process is not None

@@ -76,9 +76,10 @@ def serve(settings: Settings, services: Sequence[Service] = ()) -> None:
     """Open the store (migrating it), then run everything on uvloop."""
     import uvloop
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    from opentrunk.edge.logs import configure_logging
+
+    # Structured lines (logfmt) with the call_uuid of the call being handled, if any.
+    configure_logging(settings.log_level)
     store = Store.open(settings)
     try:
         uvloop.run(run(settings, store, services))

@@ -8,7 +8,10 @@ A trunk may carry an IP ACL, a digest credential, or both; either one suffices:
 * digest: the INVITE is challenged with 407 (`Proxy-Authenticate`, realm = the
   credential's realm, nonces from `opentrunk.sip.digest.DigestChallenger`), and the
   `Proxy-Authorization` of the retried INVITE must verify against the credential's
-  stored HA1 (MD5 or SHA-256) with the credential's username.
+  stored HA1 (MD5 or SHA-256) with the credential's username, and its `uri` must name
+  the INVITE's own Request-URI (RFC 7616 section 3.4.6: "the same resource", so an
+  equivalent form such as a differently cased host is accepted, while an answer
+  captured from a request to another trunk or number is not).
 
 The verdict is `Verdict.OK`, `Verdict.CHALLENGE` (send the 407 with `challenge` headers;
 not a failure: the first INVITE of every digest call gets one) or `Verdict.FORBIDDEN`
@@ -25,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentrunk.edge.views import TrunkView
-from opentrunk.sip.digest import DigestChallenger
+from opentrunk.sip.digest import DigestChallenger, parse_auth_header
 from opentrunk.sip.message import Request
+from opentrunk.sip.uri import parse_uri
 
 # The order of the challenges: RFC 8760 wants the strongest first, but most deployed
 # PBXes (and sipp) answer the first challenge they see and know only MD5. Offering MD5
@@ -94,7 +98,7 @@ class TrunkAuthenticator:
                 realm=credential.realm,
                 lookup_ha1=lookup,
                 now=now,
-                request_uri=None,
+                request_uri=_uri_to_check(value, request),
                 body=request.body,
             )
             if result.ok:
@@ -115,3 +119,18 @@ class TrunkAuthenticator:
             reason="stale nonce" if stale else "challenge",
             challenge=tuple(("Proxy-Authenticate", v) for v in values),
         )
+
+
+def _uri_to_check(answer: str, request: Request) -> str:
+    """The `uri` text the answer must carry: its own when it names the same resource as
+    the Request-URI (RFC 3261 19.1.4 comparison), else the Request-URI itself, so that
+    the digest check refuses the answer as a wrong uri."""
+    target = str(request.uri)
+    try:
+        _, params = parse_auth_header(answer)
+        claimed = params.get("uri")
+        if claimed is not None and (claimed == target or parse_uri(claimed) == request.uri):
+            return claimed
+    except ValueError:  # DigestParseError, SipParseError: verify() reports it
+        pass
+    return target
