@@ -3,32 +3,76 @@
 sipp as the PBX drives calls (INVITE, 407 digest challenge, INVITE with credentials,
 180, 200, ACK, a short hold, BYE) through the edge to a sipp UAS as the carrier; call
 records go to SQLite. Prints, for each rate tried: calls attempted, succeeded, failed,
-the failure ratio, and the call-setup time (INVITE with credentials -> 200) p50/p99 from
-sipp's per-call response-time trace; with --memory, the edge's RSS per concurrent call
-with N calls up.
+the failure ratio, the call-setup time (INVITE with credentials -> 200) p50/p99 from
+sipp's per-call response-time trace, the CPU each process used (edge, sipp PBX, sipp
+carrier; 100% = one core) and, when calls failed, where in the scenario they failed
+(sipp's per-message timeout/unexpected counts). With --memory, the edge's RSS per
+concurrent call with N calls up.
 
     .venv/bin/python bench/edge_calls.py --rates 100,200,300 --duration 60
     .venv/bin/python bench/edge_calls.py --rates 150 --duration 30        # latency
     .venv/bin/python bench/edge_calls.py --memory 2000
 
+sipp runs without per-message tracing (-trace_msg costs it more CPU than the edge's
+parse); `--work DIR` keeps the scenario files, sipp's screens and error logs there.
 The edge's own settings are the defaults (SQLite under a temporary data dir, uvloop).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from e2e import scenarios
-from e2e.harness import Api, EdgeProcess, Sipp, pbx_args, unique_number, wait_udp
+from e2e.harness import Api, EdgeProcess, Sipp, pbx_args, sipp_binary, unique_number, wait_udp
 
 USER, PASSWORD = "benchpbx", "Bench!pw1"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchSipp(Sipp):
+    """A sipp without -trace_msg (which would make sipp, not the edge, the bottleneck),
+    dumping its final screen and unexpected messages for the failure breakdown."""
+
+    def start(self) -> BenchSipp:
+        path = self.workdir / f"{self.name}.xml"
+        path.write_text(self.scenario)
+        argv = [
+            sipp_binary(),
+            "-sf",
+            str(path),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-nostdin",
+            "-trace_screen",
+            "-screen_file",
+            str(self.workdir / f"{self.name}.screen"),
+            "-trace_err",
+            "-error_file",
+            str(self.workdir / f"{self.name}.errors"),
+            *self.args,
+            *self._auth_uri(),
+        ]
+        self.process = subprocess.Popen(
+            argv,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        return self
 
 
 def rss_kib(pid: int) -> int:
@@ -36,6 +80,47 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CpuMeter:
+    """Samples the CPU time of some processes every 0.2 s until stopped (a process that
+    exits keeps its last sample)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.first = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+        self.last = dict(self.first)
+        self.started = time.monotonic()
+        self.elapsed = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for name, pid in self.pids.items():
+                value = cpu_seconds(pid)
+                if value is not None:
+                    self.last[name] = value
+            self.elapsed = time.monotonic() - self.started
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        wall = max(self.elapsed, 1e-6)
+        return ", ".join(
+            f"{name} {100 * (self.last[name] - self.first[name]) / wall:.0f}%"
+            for name in self.pids
+        )
 
 
 def setup(api: Api, carrier_port: int) -> tuple[str, str, str]:
@@ -47,13 +132,14 @@ def setup(api: Api, carrier_port: int) -> tuple[str, str, str]:
 
 
 def run_rate(edge: EdgeProcess, work: Path, rate: float, duration: float, hold_ms: int) -> None:
+    assert edge.process is not None
     api = Api(edge.http_port)
     calls = int(rate * duration)
-    carrier = Sipp(
+    carrier = BenchSipp(
         scenarios.carrier_answer(),
-        ["-m", str(calls), "-timeout", f"{int(duration + 60)}s", "-bg"][:4],
+        ["-m", str(calls), "-timeout", f"{int(duration + 60)}s"],
         work,
-        f"carrier-{rate}",
+        f"carrier-{rate:g}",
     ).start()
     wait_udp(carrier.port)
     domain, caller, destination = setup(api, carrier.port)
@@ -69,6 +155,7 @@ def run_rate(edge: EdgeProcess, work: Path, rate: float, duration: float, hold_m
     )
     args = [a for a in args if a != "-timeout_error"]
     args += [
+        # Enough simultaneous calls for setup + hold at this rate, with headroom.
         "-l",
         str(int(rate * 30) + 100),
         "-trace_rtt",
@@ -77,23 +164,33 @@ def run_rate(edge: EdgeProcess, work: Path, rate: float, duration: float, hold_m
         "-recv_timeout",
         "10000",
     ]
-    pbx = Sipp(xml, args, work, f"pbx-{rate}").start()
+    pbx = BenchSipp(xml, args, work, f"pbx-{rate:g}").start()
+    assert pbx.process is not None and carrier.process is not None
+    meter = CpuMeter(
+        {"edge": edge.process.pid, "sipp-pbx": pbx.process.pid, "sipp-carrier": carrier.process.pid}
+    )
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     result = pbx.wait(duration + 90)
     elapsed = time.monotonic() - started
+    cpu = meter.stop()
+    load_after = os.getloadavg()[0]
     carrier.kill()
     out = result.output
     ok = _counter(out, "Successful call")
     failed = _counter(out, "Failed call")
-    rtts = _rtts(work, f"pbx-{rate}")
+    rtts = _rtts(work, f"pbx-{rate:g}")
     p50 = statistics.median(rtts) if rtts else float("nan")
-    p99 = sorted(rtts)[int(len(rtts) * 0.99) - 1] if rtts else float("nan")
+    p99 = sorted(rtts)[max(0, int(len(rtts) * 0.99) - 1)] if rtts else float("nan")
     ratio = failed / max(1, ok + failed)
     print(
         f"rate {rate:6.1f}/s x {duration:.0f}s: {ok + failed} calls in {elapsed:.1f}s, "
-        f"{ok} ok, {failed} failed ({ratio:.3%}); setup p50 {p50:.1f} ms p99 {p99:.1f} ms",
+        f"{ok} ok, {failed} failed ({ratio:.3%}); setup p50 {p50:.1f} ms p99 {p99:.1f} ms; "
+        f"CPU {cpu}; load {load_before:.2f} -> {load_after:.2f}",
         flush=True,
     )
+    if failed:
+        print(_failures(work, f"pbx-{rate:g}"), flush=True)
     api.close()
 
 
@@ -102,6 +199,25 @@ def _counter(output: str, name: str) -> int:
         if line.strip().startswith(name):
             return int(line.split("|")[2].split()[0])
     return 0
+
+
+def _failures(work: Path, name: str) -> str:
+    """The scenario lines of sipp's last screen that show failures (timeouts,
+    unexpected messages), indented, for the report."""
+    lines: list[str] = []
+    for path in work.glob(f"{name}*.screen"):
+        text = path.read_text(errors="replace")
+        screen = text.rsplit("Messages  Retrans   Timeout   Unexpected-Msg", 1)[-1]
+        for line in screen.splitlines():
+            parts = line.split()
+            if "<---" in line or "--->" in line or "[" in line and "ms]" in line:
+                lines.append("    " + line.rstrip())
+            elif parts and parts[0].isdigit() and "Pause" in line:
+                lines.append("    " + line.rstrip())
+        for line in text.splitlines():
+            if "Failed" in line and "|" not in line and line.strip():
+                lines.append("    " + line.strip())
+    return "\n".join(lines) or "    (no sipp screen file)"
 
 
 def _rtts(work: Path, name: str) -> list[float]:
@@ -122,7 +238,7 @@ def run_memory(edge: EdgeProcess, work: Path, concurrent: int) -> None:
     api = Api(edge.http_port)
     rate = 200.0
     hold_ms = int(concurrent / rate * 1000) + 15_000
-    carrier = Sipp(scenarios.carrier_answer(), ["-m", str(concurrent)], work, "carrier-mem")
+    carrier = BenchSipp(scenarios.carrier_answer(), ["-m", str(concurrent)], work, "carrier-mem")
     carrier.start()
     wait_udp(carrier.port)
     domain, caller, destination = setup(api, carrier.port)
@@ -143,7 +259,7 @@ def run_memory(edge: EdgeProcess, work: Path, concurrent: int) -> None:
         if a != "-timeout_error"
     ]
     args += ["-l", str(concurrent + 10)]
-    pbx = Sipp(xml, args, work, "pbx-mem").start()
+    pbx = BenchSipp(xml, args, work, "pbx-mem").start()
     deadline = time.monotonic() + concurrent / rate + 10
     peak_active = 0.0
     peak_rss = before
@@ -175,9 +291,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--hold-ms", type=int, default=1000)
     parser.add_argument("--memory", type=int, default=0, help="measure with N calls up")
+    parser.add_argument("--work", type=Path, default=None, help="keep sipp's files here")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if options.work is not None:
+            options.work.mkdir(parents=True, exist_ok=True)
+            work = options.work
         edge = EdgeProcess(work / "data", env={"OPENTRUNK_LOG_LEVEL": "warning"})
         edge.start()
         try:

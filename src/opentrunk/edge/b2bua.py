@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from opentrunk.domain.hangup_codes import CallEnd, Side, bye_from
+from opentrunk.domain.hangup_codes import TIMEOUT, CallEnd, Side, bye_from, midcall_failure
 from opentrunk.edge.sdp_relay import SdpHop, relay_sdp
 from opentrunk.sip.dialog import Dialog, DialogError, DialogId
 from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.transaction import Address
 
 if TYPE_CHECKING:
+    from opentrunk.sip.message import Response
     from opentrunk.transport.endpoint import IncomingRequest, SipEndpoint
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ class CallRegistry:
     def __init__(self) -> None:
         self.calls: dict[str, Call] = {}
         self._legs: dict[DialogId, tuple[Call, Side]] = {}
+        # Told of every relayed request's final answer: (call, sender side, method,
+        # answer). The session timers (edge/session_timer.py) count refreshes by it.
+        self.on_relayed: Callable[[Call, Side, str, Response], None] | None = None
 
     def add(self, call: Call) -> None:
         self.calls[call.call_uuid] = call
@@ -159,13 +163,21 @@ async def handle_in_dialog(
         incoming.respond(200)
         return
     if method in RELAYED_METHODS:
-        await _relay(endpoint, call, side, incoming)
+        await _relay(endpoint, call, side, incoming, registry)
         return
     incoming.respond(501)
 
 
-async def _relay(endpoint: SipEndpoint, call: Call, side: Side, incoming: IncomingRequest) -> None:
-    """Pass an in-dialog request to the other leg and its final answer back."""
+async def _relay(
+    endpoint: SipEndpoint,
+    call: Call,
+    side: Side,
+    incoming: IncomingRequest,
+    registry: CallRegistry | None = None,
+) -> None:
+    """Pass an in-dialog request to the other leg and its final answer back. An answer
+    of 481 or 408 (or none at all) means the other leg's dialog is gone (RFC 3261
+    12.2.1.2): the call is ended with that side's mid-call failure."""
     request = incoming.request
     other = call.other(side)
     if other is None or other.dialog is None or call.ended:
@@ -176,6 +188,11 @@ async def _relay(endpoint: SipEndpoint, call: Call, side: Side, incoming: Incomi
     content_type = request.headers.get("Content-Type")
     if content_type:
         headers.append(("Content-Type", content_type))
+    # Session-timer negotiation (RFC 4028) is end to end: its headers cross the legs.
+    for name in ("Session-Expires", "Min-SE", "Supported"):
+        value = request.headers.get(name)
+        if value:
+            headers.append((name, value))
     body = relay_sdp(request.body, content_type, SdpHop(call.call_uuid, towards, "offer"))
     try:
         relayed = other.dialog.create_request(request.method, body=body, headers=headers)
@@ -187,8 +204,11 @@ async def _relay(endpoint: SipEndpoint, call: Call, side: Side, incoming: Incomi
         answer = await asyncio.wait_for(asyncio.shield(outgoing.final), RELAY_TIMEOUT)
     except TimeoutError:
         incoming.respond(408)
+        hang_up(endpoint, call, None, midcall_failure(other.side, TIMEOUT))
         return
     other.dialog.on_response(relayed, answer)
+    if registry is not None and registry.on_relayed is not None:
+        registry.on_relayed(call, side, request.method, answer)
     if request.method == "INVITE" and 200 <= answer.status < 300:
         endpoint.send_ack(other.dialog.create_ack(), other.dest)
     answer_type = answer.headers.get("Content-Type")
@@ -196,7 +216,13 @@ async def _relay(endpoint: SipEndpoint, call: Call, side: Side, incoming: Incomi
     extra = (("Content-Type", answer_type),) if answer_type and back else ()
     contact = endpoint.contact_uri(None, incoming.source.transport)
     status = answer.status if answer.status < 700 else 500
+    for name in ("Session-Expires", "Require"):
+        value = answer.headers.get(name)
+        if value and 200 <= status < 300:
+            extra = (*extra, (name, value))
     incoming.respond(status, contact=contact, headers=extra, body=back)
+    if answer.status in (408, 481):
+        hang_up(endpoint, call, None, midcall_failure(other.side, answer.status))
 
 
 def utcnow() -> datetime:

@@ -44,17 +44,35 @@ from opentrunk.edge.views import (
     AccountView,
     CarrierView,
     CredentialView,
+    InboundRoute,
     IPNetwork,
+    OriginationUriView,
     TrunkView,
 )
-from opentrunk.store.models import accounts, carriers, credentials, ip_acls, numbers, trunks
+from opentrunk.store.models import (
+    accounts,
+    carriers,
+    credentials,
+    ip_acls,
+    numbers,
+    origination_uris,
+    trunks,
+)
 from opentrunk.store.store import Store
 
 log = logging.getLogger("opentrunk.edge.config")
 
 DEFAULT_TTL: Final = 1.0
 # Writes to these tables change what the edge does with the next call.
-CONFIG_TABLES: Final = ("trunks", "credentials", "ip_acls", "accounts", "numbers", "carriers")
+CONFIG_TABLES: Final = (
+    "trunks",
+    "credentials",
+    "ip_acls",
+    "accounts",
+    "numbers",
+    "carriers",
+    "origination_uris",
+)
 _WRITE_VERBS: Final = ("INSERT", "UPDATE", "DELETE")
 
 K = TypeVar("K")
@@ -141,6 +159,14 @@ class CarrierTable:
         if isinstance(planned, CallEnd):
             return planned
         return [self.by_id[route.carrier_id] for route in planned]
+
+    def for_source(self, source: str) -> CarrierView | None:
+        """The carrier that lists `source` among its inbound sources (the first listed
+        wins when ranges overlap), or None: inbound calls are only taken from them."""
+        for view in self.by_id.values():
+            if view.sends_from(source):
+                return view
+        return None
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -273,6 +299,69 @@ def _carrier_view(row: Any, decrypt: Callable[[str], str]) -> CarrierView:
         username=row.username,
         password=password,
         rate=rate,
+        inbound_sources=parse_acl(row.inbound_sources),
+    )
+
+
+def _uri_view(
+    conn: Connection, uri_uuid: str | None, decrypt: Callable[[str], str]
+) -> OriginationUriView | None:
+    if uri_uuid is None:
+        return None
+    row = conn.execute(
+        select(origination_uris).where(origination_uris.c.uri_uuid == uri_uuid)
+    ).first()
+    if row is None:
+        return None
+    password = None
+    if row.authentication_needed and row.password_enc is not None:
+        password = decrypt(row.password_enc)
+    return OriginationUriView(
+        uri_uuid=row.uri_uuid,
+        uri=row.uri,
+        authentication_needed=bool(row.authentication_needed),
+        username=row.username,
+        password=password,
+    )
+
+
+def load_inbound_route(
+    conn: Connection, number: str, sip_domain: str, decrypt: Callable[[str], str]
+) -> InboundRoute | None:
+    """The number (E.164 digits) with its account, trunk and URIs, or None when the
+    operator has no such number."""
+    row = conn.execute(
+        select(
+            numbers.c.number,
+            numbers.c.account_id,
+            accounts.c.enabled.label("account_enabled"),
+            trunks.c.trunk_id,
+            trunks.c.trunk_status,
+            trunks.c.trunk_direction,
+            trunks.c.primary_uri_uuid,
+            trunks.c.fallback_uri_uuid,
+        )
+        .select_from(
+            numbers.join(accounts, accounts.c.id == numbers.c.account_id).outerjoin(
+                trunks, trunks.c.trunk_id == numbers.c.trunk_id
+            )
+        )
+        .where(numbers.c.number == number)
+    ).first()
+    if row is None:
+        return None
+    if row.trunk_id is None:
+        return InboundRoute(row.number, row.account_id, bool(row.account_enabled))
+    return InboundRoute(
+        number=row.number,
+        account_id=row.account_id,
+        account_enabled=bool(row.account_enabled),
+        trunk_id=row.trunk_id,
+        trunk_domain=f"{row.trunk_id}.{sip_domain}",
+        trunk_enabled=row.trunk_status == "enabled",
+        trunk_direction=row.trunk_direction,
+        primary=_uri_view(conn, row.primary_uri_uuid, decrypt),
+        fallback=_uri_view(conn, row.fallback_uri_uuid, decrypt),
     )
 
 
@@ -360,6 +449,7 @@ class EdgeConfig:
         self._trunks: _TtlCache[str, TrunkView | None] = _TtlCache(ttl, clock)
         self._accounts: _TtlCache[int, AccountView | None] = _TtlCache(ttl, clock)
         self._carriers: _TtlCache[str, CarrierTable] = _TtlCache(ttl, clock)
+        self._inbound: _TtlCache[str, InboundRoute | None] = _TtlCache(ttl, clock)
         self.loads = 0  # database loads done (for tests and metrics)
         _watchers.add(self)
         if watch:
@@ -369,6 +459,7 @@ class EdgeConfig:
         self._trunks.clear()
         self._accounts.clear()
         self._carriers.clear()
+        self._inbound.clear()
 
     async def _run(self, work: Callable[[Connection], V]) -> V:
         def in_thread() -> V:
@@ -411,3 +502,13 @@ class EdgeConfig:
             return await self._run(lambda conn: load_carriers(conn, decrypt))
 
         return await self._carriers.get("all", load)
+
+    async def inbound_route(self, number: str) -> InboundRoute | None:
+        """The operator's number (E.164 digits, no "+") and where its calls go, or None."""
+        domain = self.sip_domain
+        decrypt = self.store.box.decrypt
+
+        async def load() -> InboundRoute | None:
+            return await self._run(lambda conn: load_inbound_route(conn, number, domain, decrypt))
+
+        return await self._inbound.get(number, load)

@@ -4,11 +4,15 @@ answer or failure.
 `OutboundCall.run` applies the steps in the order of CALLS.md:
 
 1. lockout: a source address locked out for brute force gets 403 at once;
-2. trunk by the Request-URI host (none: 404, 4070; no record, as there is no account);
+2. trunk by the Request-URI host (none: 404, 4070, or 483/482 as in step 4b; no record,
+   as there is no account);
 3. trunk or account disabled (403, 4540), inbound-only trunk (403, 4070), transport or
    SRTP not matching the trunk's `secure` flag (403, 4110);
 4. authentication (`edge.auth`): a 407 challenge is not an end (no record); a failure is
    403, 4060, counted towards the source's lockout;
+4b. hops (`SipEdge.hop_refusal`): Max-Forwards 0 is 483 (4380), an INVITE carrying the
+   edge's own Via (a loop) is 482 (4370); the carrier leg's Max-Forwards is the PBX's
+   minus one;
 5. screening (`domain.policy.screen_outbound`): destination, caller ID, geo, barred;
 6. limits (`domain.limits.CallAdmission`): trunk CPS, account CPS queue, concurrency;
 7. routing (`domain.routing`) and the carrier attempts, with failover, the carrier's
@@ -71,7 +75,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+# The methods CALLS.md accepts (REFER joins once transfers exist). INFO is not listed:
+# outside a dialog it is refused 405 like the other unlisted methods; inside an answered
+# call it is still relayed between the legs (b2bua.RELAYED_METHODS) for PBXes that send
+# DTMF that way.
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 
 
 class Attempted(Enum):
@@ -152,6 +160,10 @@ class OutboundCall:
         host = uri.host_bare.lower() if isinstance(uri, SipURI) else None
         trunk = await edge.config.trunk_for_host(host) if host else None
         if trunk is None:
+            hops = edge.hop_refusal(self.incoming)
+            if hops is not None:  # no trunk, so no account to record it in
+                self._respond(hops)
+                return
             event(log, logging.INFO, "trunk not found", host=host, source=source_ip)
             self._respond(404, reason="Trunk Not Found")
             return
@@ -178,6 +190,9 @@ class OutboundCall:
             event(log, logging.INFO, "authentication failed", reason=verdict.reason)
             return self._finish(refusal(4060, verdict.reason))
         edge.lockout.success(source_ip)
+        hops = edge.hop_refusal(self.incoming)
+        if hops is not None:
+            return self._finish(refusal(4380 if hops == 483 else 4370))
         self._open_record()
 
         pai = request.headers.get("P-Asserted-Identity")

@@ -110,6 +110,10 @@ def close_values(finish: CallFinish) -> dict[str, Any]:
         country = getattr(finish, key)
         if country is not None:
             values[key] = country
+    for key in ("from_carrier", "to_carrier"):
+        carrier = getattr(finish, key)
+        if carrier is not None:
+            values[key] = carrier[:100]
     return values
 
 

@@ -6,9 +6,13 @@ Dispatch (`_on_request`):
 - a request with a To tag belongs to a dialog: `b2bua.handle_in_dialog` (481 when no
   call has it); ACKs end there too;
 - Max-Forwards 0 on an INVITE: 483 (4380); an INVITE carrying one of the edge's own Via
-  sent-by addresses came back to us: 482 (4370) (no record: no trunk is involved yet);
-- INVITE: a new `outbound.OutboundCall` in its own task;
-- OPTIONS: 200 with Allow (keep-alive); CANCEL is answered by the endpoint itself;
+  sent-by addresses came back to us: 482 (4370) (`hop_refusal`). For a trunk domain the
+  `OutboundCall` applies it once the trunk is known and the PBX authenticated, so the
+  refusal is recorded in the trunk's account; otherwise no record is written;
+- INVITE for a trunk domain (`{trunk_id}.{sip domain}`): a new `outbound.OutboundCall`;
+  any other INVITE: a new `inbound.InboundCall` (403 unless its source is a carrier's);
+- OPTIONS: 200 with Allow (keep-alive), at most `options_rate` per second per source
+  (`keepalive.OptionsLimiter`, 503 beyond); CANCEL is answered by the endpoint itself;
 - any other method: 405 with Allow.
 
 Lifecycle: `start()` recovers records left open by a crash, starts the recorder and the
@@ -29,12 +33,18 @@ from opentrunk.domain.hangup_codes import crash_recovery
 from opentrunk.domain.limits import CallAdmission, LimitStore, MemoryLimitStore, RedisLimitStore
 from opentrunk.edge.auth import TrunkAuthenticator
 from opentrunk.edge.b2bua import CallRegistry, handle_in_dialog, hang_up
-from opentrunk.edge.config import EdgeConfig
+from opentrunk.edge.config import EdgeConfig, trunk_id_of_host
+from opentrunk.edge.inbound import InboundCall
+from opentrunk.edge.keepalive import OptionsLimiter
 from opentrunk.edge.lockout import SourceLockout
 from opentrunk.edge.metrics import EdgeMetrics, set_current
 from opentrunk.edge.outbound import ALLOW, OutboundCall
 from opentrunk.edge.records import CallRecorder
+from opentrunk.edge.session_timer import SessionTimers
 from opentrunk.sip.errors import SipParseError
+from opentrunk.sip.message import Request
+from opentrunk.sip.timers import TimerConfig
+from opentrunk.sip.uri import SipURI
 from opentrunk.store.store import Store
 from opentrunk.transport.base import same_host
 from opentrunk.transport.dns import SipLocator
@@ -60,7 +70,9 @@ class SipEdge:
         self.settings = settings
         self.store = store
         self.endpoint = SipEndpoint(
-            handler=self._on_request, advertised=settings.advertised_address or None
+            handler=self._on_request,
+            advertised=settings.advertised_address or None,
+            timers=TimerConfig(t1=settings.sip_t1),
         )
         self.config = config or EdgeConfig(store, settings)
         self.recorder = CallRecorder(store)
@@ -79,6 +91,13 @@ class SipEdge:
         self.locator = SipLocator()
         self.carrier_timeout = settings.carrier_timeout
         self.ring_timeout = settings.ring_timeout
+        self.origination_timeout = settings.origination_timeout
+        self.origination_provisional_timeout = settings.origination_provisional_timeout
+        self.options_limiter = OptionsLimiter(settings.options_rate)
+        self.session_timers = SessionTimers(
+            lambda call, end: hang_up(self.endpoint, call, None, end)
+        )
+        self.registry.on_relayed = self.session_timers.request_answered
         self._tasks: set[asyncio.Task[Any]] = set()
         self._renewer: asyncio.Task[None] | None = None
 
@@ -158,12 +177,16 @@ class SipEdge:
         if in_dialog:
             return handle_in_dialog(self.endpoint, self.registry, incoming)
         if method == "INVITE":
-            if request.max_forwards == 0:
-                return self._answer(incoming, 483)
-            if self._looped(incoming):
-                return self._answer(incoming, 482)
-            return OutboundCall(self, incoming).run()
+            if self._for_trunk_domain(request):
+                return OutboundCall(self, incoming).run()
+            hops = self.hop_refusal(incoming)
+            if hops is not None:
+                return self._answer(incoming, hops)
+            # Not for a trunk domain: an inbound call, if the source is a carrier's.
+            return InboundCall(self, incoming).run()
         if method == "OPTIONS":
+            if not self.options_limiter.allow(incoming.source.host):
+                return self._answer(incoming, 503, (("Retry-After", "1"),))
             return self._answer(incoming, 200, (("Allow", ALLOW), ("Accept", "application/sdp")))
         return self._answer(incoming, 405, (("Allow", ALLOW),))
 
@@ -172,6 +195,22 @@ class SipEdge:
     ) -> None:
         if incoming.respond(status, headers=headers) is not None:
             self.metrics.response_sent(status)
+
+    def _for_trunk_domain(self, request: Request) -> bool:
+        """Is the Request-URI host `{trunk_id}.{sip domain}` (an outbound call)?"""
+        uri = request.uri
+        if not isinstance(uri, SipURI):
+            return False
+        return trunk_id_of_host(uri.host_bare, self.config.sip_domain) is not None
+
+    def hop_refusal(self, incoming: IncomingRequest) -> int | None:
+        """483 for an INVITE out of hops (Max-Forwards 0), 482 for one that came back
+        to the edge (a loop), None when it may go on."""
+        if incoming.request.max_forwards == 0:
+            return 483
+        if self._looped(incoming):
+            return 482
+        return None
 
     def _looped(self, incoming: IncomingRequest) -> bool:
         """Does the INVITE carry a Via the edge itself added (it went round to us)?"""

@@ -95,6 +95,68 @@ class CarrierView:
     username: str | None
     password: str | None = field(repr=False)
     rate: Decimal  # per minute
+    # Where the carrier sends inbound calls from (edge/inbound.py recognises it by them).
+    inbound_sources: tuple[IPNetwork, ...] = ()
+
+    def sends_from(self, source: IPAddress | str) -> bool:
+        """True when `source` is one of the carrier's inbound source addresses."""
+        return _in_networks(source, self.inbound_sources)
+
+
+@dataclass(frozen=True)
+class OriginationUriView:
+    """An origination URI as configured (`uri` in one of the API's forms), with its
+    decrypted password for answering the PBX's digest challenge (hidden from `repr`)."""
+
+    uri_uuid: str
+    uri: str
+    authentication_needed: bool
+    username: str | None
+    password: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class InboundRoute:
+    """A number of the operator's inventory and where its inbound calls go: the owning
+    account, the attached trunk (None when detached) and that trunk's URIs."""
+
+    number: str  # E.164 digits without "+"
+    account_id: int
+    account_enabled: bool
+    trunk_id: str | None = None
+    trunk_domain: str = ""
+    trunk_enabled: bool = False
+    trunk_direction: str = ""
+    primary: OriginationUriView | None = None
+    fallback: OriginationUriView | None = None
+
+    @property
+    def deliverable(self) -> bool:
+        """On an enabled inbound trunk of an enabled account (else 404, 4080)."""
+        return (
+            self.trunk_id is not None
+            and self.trunk_enabled
+            and self.account_enabled
+            and self.trunk_direction in ("inbound", "both")
+        )
+
+    @property
+    def uris(self) -> tuple[OriginationUriView, ...]:
+        """The URIs to try, primary first."""
+        return tuple(uri for uri in (self.primary, self.fallback) if uri is not None)
+
+
+def _in_networks(source: IPAddress | str, networks: tuple[IPNetwork, ...]) -> bool:
+    from ipaddress import ip_address
+
+    try:
+        address = ip_address(source) if isinstance(source, str) else source
+    except ValueError:
+        return False
+    # An IPv4-mapped IPv6 source (dual-stack socket) is compared as the IPv4 address.
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == net.version and address in net for net in networks)
 
 
 @dataclass(frozen=True)
@@ -139,3 +201,7 @@ class CallFinish:
     from_country: str | None = None
     to_country: str | None = None
     post_dial_delay: float | None = None  # seconds from INVITE to first 18x/200
+    # Insights' "from"/"to" carrier: for an inbound call, the carrier that sent it and
+    # the origination URI that answered (or was tried last).
+    from_carrier: str | None = None
+    to_carrier: str | None = None
