@@ -43,6 +43,10 @@ class Settings:
     advertised_address: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    # RFC 3261 T1 (seconds, the RTT estimate) for the edge's SIP timers; 64*T1 is timer
+    # H, how long the edge re-sends its 200 before a PBX that never ACKs is hung up
+    # (5340), and timers B/F. Tests shorten it; production keeps the RFC's 0.5.
+    sip_t1: float = 0.5
     # Outbound calls: seconds a carrier may stay without ringing (18x) before the edge
     # fails over, and seconds it may ring without answering.
     carrier_timeout: float = 5.0

@@ -28,7 +28,14 @@ from opentrunk.domain import hangup_codes
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "opentrunk"
 E2E = Path(__file__).resolve().parent
-OUTBOUND_MODULES = ("edge/outbound.py", "edge/server.py", "edge/b2bua.py")
+OUTBOUND_MODULES = (
+    "edge/outbound.py",
+    "edge/bridge.py",
+    "edge/refer.py",
+    "edge/onnet.py",
+    "edge/server.py",
+    "edge/b2bua.py",
+)
 
 
 def _refusal_codes(path: Path) -> set[int]:
@@ -49,8 +56,10 @@ def _carrier_final_codes() -> set[int]:
 # the server-timeout and 4xx-interruption rows of both sides.
 FUNCTION_CODES: dict[str, set[int]] = {
     "customer_cancelled": {4550},
+    "carrier_cancelled": {4420},  # the inbound record of an on-net call (edge/onnet.py)
     "bye_from": {3000, 3010},
     "crash_recovery": {5250},
+    "rtp_timeout": {3020},
     "midcall_failure": {5330, 5340, 5310, 5220},
     "attempts_outcome": _carrier_final_codes() | {5000},
     "for_carrier_final": _carrier_final_codes(),
@@ -121,11 +130,15 @@ CARRIER_FINALS: dict[int, tuple[int, int]] = {
 CALLS = "test_outbound_calls.py"
 CODES = "test_outbound_codes.py"
 HOPS = "test_outbound_hops.py"
+CRASH = "test_outbound_crash.py"
+MIDCALL_FAILURES = "test_outbound_midcall_failures.py"
+MEDIA = "test_media_calls.py"
 
 # code -> the test (file::function) that checks a call ending with it, end to end.
 COVERAGE: dict[int, str] = {
     3000: f"{CALLS}::test_carrier_hangs_up",
     3010: f"{CALLS}::test_ip_acl_call_is_carried_and_recorded",
+    3020: f"{MEDIA}::test_silence_ends_the_call_with_rtp_timeout",
     4060: f"{CALLS}::test_wrong_password",
     4070: f"{CODES}::test_inbound_only_trunk_refuses_outbound_calls",
     4090: f"{CALLS}::test_trunk_change_applies_to_next_call",
@@ -136,6 +149,7 @@ COVERAGE: dict[int, str] = {
     4190: f"{CALLS}::test_caller_id_rules",
     4370: f"{HOPS}::test_invite_carrying_the_edge_via_is_482_and_recorded_4370",
     4380: f"{HOPS}::test_max_forwards_zero_is_483_and_recorded_4380",
+    4420: "test_inbound_calls.py::test_carrier_cancels",
     4540: f"{CALLS}::test_disabled_trunk",
     4550: f"{CALLS}::test_pbx_cancels_before_answer",
     4560: f"{CALLS}::test_barred_country",
@@ -143,16 +157,19 @@ COVERAGE: dict[int, str] = {
     5000: f"{CALLS}::test_all_carriers_failing",
     5180: f"{CALLS}::test_cps_over_trunk_limit",
     5190: f"{CALLS}::test_concurrency_over_account_limit",
+    5220: f"{MIDCALL_FAILURES}::test_pbx_fails_a_relayed_reinvite",
+    5250: f"{CRASH}::test_sigkill_then_restart_closes_the_record_5250",
+    5340: f"{MIDCALL_FAILURES}::test_pbx_never_acks_the_200",
     **{code: f"{CODES}::test_carrier_final_status" for code, _ in CARRIER_FINALS.values()},
 }
 
 # Codes the outbound edge can produce but no automated test reaches yet, and why. Each
 # one is a known gap (reported), not a pass: keep this list short and shrinking.
 NOT_YET_TESTED: dict[int, str] = {
-    5250: "crash recovery / shutdown with calls up: needs its own edge process to kill",
-    5260: "an unexpected exception while routing: needs fault injection",
-    5220: "PBX answers 481 to a relayed re-INVITE (b2bua._relay): no e2e test yet",
-    5340: "PBX never ACKs the 200 (64*T1 = 32 s) or answers 408 mid-call: no e2e test yet",
+    # Only the catch-all of OutboundCall.run for an exception nobody foresaw (a bug):
+    # every foreseen failure has its own code (an unusable carrier address is 503/5350,
+    # tried live with [::1] on an IPv4-only edge), so only fault injection could reach it.
+    5260: "an unexpected exception while routing: reachable only by fault injection",
 }
 
 

@@ -10,7 +10,6 @@ under two minutes; raise it locally for a longer hunt.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import httpx
@@ -63,34 +62,10 @@ def sidestep_pattern_merging(node: Any) -> None:
             sidestep_pattern_merging(value)
 
 
-def declare_missing_path_parameters(document: dict[str, Any]) -> list[str]:
-    """Add a string parameter for every `{name}` of a path template that its operation does
-    not declare (schemathesis refuses such operations); return what was added, since each
-    is a defect of the published document."""
-    added: list[str] = []
-    for path, item in document.get("paths", {}).items():
-        names = re.findall(r"{(\w+)}", path)
-        for method, operation in item.items():
-            if not isinstance(operation, dict):
-                continue
-            params = operation.setdefault("parameters", [])
-            declared = {p.get("name") for p in params if p.get("in") == "path"}
-            for name in names:
-                if name not in declared:
-                    params.append(
-                        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                    )
-                    added.append(f"{method.upper()} {path}: {name}")
-    return added
-
-
 @pytest.fixture(scope="session")
 def api_schema(fuzz_server: LiveServer) -> Any:
     document = httpx.get(fuzz_server.base_url + "/openapi.json", timeout=10).json()
     sidestep_pattern_merging(document)
-    undeclared = declare_missing_path_parameters(document)
-    if undeclared:
-        print(f"openapi.json leaves {len(undeclared)} path parameters undeclared", undeclared[:3])
     return schemathesis.from_dict(
         document,
         base_url=fuzz_server.base_url,

@@ -8,6 +8,7 @@ from fastapi.responses import PlainTextResponse
 from opentrunk import __version__
 from opentrunk.api.errors import install_error_handlers
 from opentrunk.api.middleware import ApiMiddleware
+from opentrunk.api.openapi import install_openapi
 from opentrunk.api.ratelimit import RateLimiter
 from opentrunk.api.routes import admin, calls, credentials, ipacls, numbers, trunks, uris
 from opentrunk.config import Settings
@@ -29,6 +30,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     for module in (trunks, credentials, ipacls, uris, calls, numbers, admin):
         app.include_router(module.router)
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> PlainTextResponse:

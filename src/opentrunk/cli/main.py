@@ -32,6 +32,8 @@ app.add_typer(numbers_app, name="numbers")
 app.add_typer(carriers_app, name="carriers")
 calls_app = typer.Typer(help="Call records.", no_args_is_help=True)
 app.add_typer(calls_app, name="calls")
+tls_app = typer.Typer(help="TLS material for the SIP edge.", no_args_is_help=True)
+app.add_typer(tls_app, name="tls")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -105,6 +107,16 @@ def serve(
         str | None,
         typer.Option("--advertised-address", help="HOST[:PORT] put in Via/Contact (NAT)"),
     ] = None,
+    sip_tls: Annotated[
+        str | None,
+        typer.Option("--sip-tls", help="HOST:PORT of SIP over TLS (default: SIP host, 5061)"),
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", help="PEM certificate (chain) for SIP TLS")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option("--tls-key", help="PEM private key for SIP TLS")
+    ] = None,
 ) -> None:
     """Run the API and the SIP edge (and, as it is added, the media relay)."""
     from opentrunk.cli.serve import serve as run_serve
@@ -122,8 +134,28 @@ def serve(
         log_level=log_level,
         sip=sip,
         advertised_address=advertised_address,
+        sip_tls=sip_tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     run_serve(settings, services=[run_edge])
+
+
+@tls_app.command("dev-cert")
+def tls_dev_cert(
+    out: Annotated[str, typer.Option("--out", help="Directory for cert.pem and key.pem")],
+    host: Annotated[
+        list[str], typer.Option("--host", help="Host name or address the cert names (repeat)")
+    ],
+    days: Annotated[int, typer.Option("--days", help="Validity in days")] = 365,
+) -> None:
+    """Make a self-signed certificate and key for SIP over TLS (development only)."""
+    from opentrunk.edge.tls_cert import write_dev_cert
+
+    written = write_dev_cert(out, host, days=days)
+    typer.echo(f"certificate: {written.cert_path}")
+    typer.echo(f"key:         {written.key_path}")
+    typer.echo(f"serve with:  --tls-cert {written.cert_path} --tls-key {written.key_path}")
 
 
 @db_app.command("upgrade")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+import signal
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -25,6 +26,30 @@ Service = Callable[[Settings, Store], Coroutine[Any, Any, None]]
 
 def announce(line: str) -> None:
     print(f"opentrunk: {line}", flush=True)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server without its own signal capture: uvicorn re-raises SIGINT/SIGTERM
+    with the default action once its loop ends, which killed the process before the
+    other services (the SIP edge: BYE to live calls, records flushed) could stop. `run`
+    handles those signals on the event loop instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _on_signals(server: uvicorn.Server) -> list[signal.Signals]:
+    """Make SIGINT/SIGTERM stop the API server (then `run` stops the services)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, server.handle_exit, sig, None)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread: whoever runs us handles signals
+        installed.append(sig)
+    return installed
 
 
 def _bound_port(server: uvicorn.Server, default: int) -> int:
@@ -54,7 +79,8 @@ async def run(settings: Settings, store: Store, services: Sequence[Service] = ()
         log_level=settings.log_level,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    signals = _on_signals(server)
     api_task = asyncio.create_task(server.serve(), name="http-api")
     others = [asyncio.create_task(svc(settings, store)) for svc in services]
     while not server.started and not api_task.done():
@@ -70,6 +96,8 @@ async def run(settings: Settings, store: Store, services: Sequence[Service] = ()
         for task in others:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for sig in signals:
+            asyncio.get_running_loop().remove_signal_handler(sig)
 
 
 def serve(settings: Settings, services: Sequence[Service] = ()) -> None:

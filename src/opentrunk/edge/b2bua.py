@@ -11,28 +11,39 @@ In-dialog requests (`handle_in_dialog`): BYE from either leg is answered 200 and
 on to the other leg, and the call ends with 3000 (carrier) or 3010 (customer); a second
 BYE finds no dialog and gets 481, which harms nothing. re-INVITE, UPDATE and INFO are
 relayed to the other leg (SDP through `sdp_relay.relay_sdp`) and the other leg's final
-status comes back. ACKs of the edge's own 2xx end here (the endpoint has already stopped
-retransmitting). Requests travel to the address each side is known by: the PBX's packet
-source (NAT-safe; names in its Contact are never followed) and the carrier's configured
-address, so neither side learns the other's.
+status comes back. REFER goes to the registry's `on_refer` (edge/refer.py); while a
+transfer is being placed, a BYE from the customer's leg ends only that leg. ACKs of the
+edge's own 2xx end here (the endpoint has already stopped retransmitting). Requests
+travel to the address each side is known by: the PBX's packet source (NAT-safe; names in
+its Contact are never followed) and the carrier's configured address, so neither side
+learns the other's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from opentrunk.domain.hangup_codes import TIMEOUT, CallEnd, Side, bye_from, midcall_failure
-from opentrunk.edge.sdp_relay import SdpHop, relay_sdp
+from opentrunk.domain.hangup_codes import (
+    TIMEOUT,
+    CallEnd,
+    Side,
+    bye_from,
+    media_failure,
+    midcall_failure,
+)
+from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp
+from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import Dialog, DialogError, DialogId
 from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.transaction import Address
 
 if TYPE_CHECKING:
+    from opentrunk.edge.media_session import CallMedia
     from opentrunk.sip.message import Response
     from opentrunk.transport.endpoint import IncomingRequest, SipEndpoint
 
@@ -51,11 +62,24 @@ class Leg:
     side: Side
     dest: Address
     dialog: Dialog | None = None
+    sdp: bytes = b""  # the last session description this leg's peer sent (a transfer's offer)
+
+
+@dataclass(frozen=True)
+class CallOwner:
+    """Whose call it is, as a transfer (REFER) from the customer's leg needs it: the
+    account and trunk (a Refer-To must name the trunk's domain) and the customer's own
+    number on the call (the caller ID of the transfer leg), E.164 with "+"."""
+
+    account_id: int
+    trunk_id: str
+    trunk_domain: str
+    number: str
 
 
 @dataclass(eq=False)
 class Call:
-    """An outbound call that passed admission. `on_finish(call, end)` runs once."""
+    """A call that passed admission. `on_finish(call, end)` runs once."""
 
     call_uuid: str
     customer: Leg
@@ -63,6 +87,9 @@ class Call:
     carrier: Leg | None = None
     account_id: str | None = None  # set when the call holds a concurrent-call slot
     answer_time: datetime | None = None
+    owner: CallOwner | None = None  # None: the customer's leg cannot transfer (REFER)
+    transferring: bool = False  # a REFER's new leg is being placed
+    media: CallMedia | None = None  # the call's anchored media (None: not anchored)
     ended: bool = False
     end: CallEnd | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -92,6 +119,8 @@ class CallRegistry:
         # Told of every relayed request's final answer: (call, sender side, method,
         # answer). The session timers (edge/session_timer.py) count refreshes by it.
         self.on_relayed: Callable[[Call, Side, str, Response], None] | None = None
+        # Handles a REFER inside a call (edge/refer.py); None: REFER gets 501.
+        self.on_refer: Callable[[Call, Side, IncomingRequest], Awaitable[None]] | None = None
 
     def add(self, call: Call) -> None:
         self.calls[call.call_uuid] = call
@@ -101,6 +130,9 @@ class CallRegistry:
 
     def find(self, dialog_id: DialogId) -> tuple[Call, Side] | None:
         return self._legs.get(dialog_id)
+
+    def remove_leg(self, dialog: Dialog) -> None:
+        self._legs.pop(dialog.id, None)
 
     def remove(self, call: Call) -> None:
         self.calls.pop(call.call_uuid, None)
@@ -157,6 +189,11 @@ async def handle_in_dialog(
         return
     if method == "BYE":
         incoming.respond(200)
+        if side is Side.CUSTOMER and call.transferring:
+            # The transferor may leave once its REFER is accepted (RFC 5589 6.1): only
+            # its leg ends; the transfer goes on (edge/refer.py).
+            leg.dialog.terminate()
+            return
         hang_up(endpoint, call, side, bye_from(side))
         return
     if method == "OPTIONS":
@@ -164,6 +201,9 @@ async def handle_in_dialog(
         return
     if method in RELAYED_METHODS:
         await _relay(endpoint, call, side, incoming, registry)
+        return
+    if method == "REFER" and registry.on_refer is not None:
+        await registry.on_refer(call, side, incoming)
         return
     incoming.respond(501)
 
@@ -193,12 +233,22 @@ async def _relay(
         value = request.headers.get(name)
         if value:
             headers.append((name, value))
-    body = relay_sdp(request.body, content_type, SdpHop(call.call_uuid, towards, "offer"))
+    try:
+        body = await anchor_sdp(
+            call.media, request.body, content_type, SdpHop(call.call_uuid, towards, "offer")
+        )
+    except MediaError:
+        incoming.respond(488)
+        return
     try:
         relayed = other.dialog.create_request(request.method, body=body, headers=headers)
     except DialogError:
         incoming.respond(481)
         return
+    if request.body:
+        leg = call.leg(side)
+        if leg is not None:
+            leg.sdp = request.body
     outgoing = endpoint.request(relayed, other.dest)
     try:
         answer = await asyncio.wait_for(asyncio.shield(outgoing.final), RELAY_TIMEOUT)
@@ -211,8 +261,16 @@ async def _relay(
         registry.on_relayed(call, side, request.method, answer)
     if request.method == "INVITE" and 200 <= answer.status < 300:
         endpoint.send_ack(other.dialog.create_ack(), other.dest)
+    if 200 <= answer.status < 300 and answer.body:
+        other.sdp = answer.body
     answer_type = answer.headers.get("Content-Type")
-    back = relay_sdp(answer.body, answer_type, SdpHop(call.call_uuid, side.value, "answer"))
+    try:
+        back = await anchor_sdp(
+            call.media, answer.body, answer_type, SdpHop(call.call_uuid, side.value, "answer")
+        )
+    except MediaError:
+        back = b""
+        hang_up(endpoint, call, None, media_failure())
     extra = (("Content-Type", answer_type),) if answer_type and back else ()
     contact = endpoint.contact_uri(None, incoming.source.transport)
     status = answer.status if answer.status < 700 else 500

@@ -96,6 +96,12 @@ class EdgeMetrics:
         self.responses_by_code: dict[int, int] = {}
         self.auth_failures = 0
         self.lockouts = 0
+        # Media (counted when a call's media is released): packets the relay dropped
+        # because SRTP authentication or replay checks failed, or because they came
+        # from an address other than the latched peer's.
+        self.media_srtp_failures = 0
+        self.media_foreign_dropped = 0
+        self.media_rtp_timeouts = 0
         self._second = int(clock())
         self._this_second = 0
         self._last_second = 0
@@ -160,6 +166,14 @@ class EdgeMetrics:
     def source_locked_out(self) -> None:
         self.lockouts += 1
 
+    def media_released(self, srtp_failures: int, foreign_dropped: int) -> None:
+        """A call's media was freed; these are its final drop counts."""
+        self.media_srtp_failures += srtp_failures
+        self.media_foreign_dropped += foreign_dropped
+
+    def rtp_timed_out(self) -> None:
+        self.media_rtp_timeouts += 1
+
     # -- rendering -----------------------------------------------------------------
 
     def families(self) -> list[_Family]:
@@ -203,6 +217,24 @@ class EdgeMetrics:
                 self.lockouts
             )
         )
+        for name, help_text, value in (
+            (
+                "opentrunk_media_srtp_failures_total",
+                "SRTP/SRTCP packets dropped (authentication or replay check failed).",
+                self.media_srtp_failures,
+            ),
+            (
+                "opentrunk_media_foreign_packets_total",
+                "Media packets dropped for coming from an unexpected address.",
+                self.media_foreign_dropped,
+            ),
+            (
+                "opentrunk_media_rtp_timeouts_total",
+                "Calls ended because a stream went silent (3020).",
+                self.media_rtp_timeouts,
+            ),
+        ):
+            out.append(_Family(name, "counter", help_text).add(value))
         if self._transactions is not None:
             out.append(
                 _Family("opentrunk_sip_transactions_active", "gauge", "Live SIP transactions.").add(

@@ -101,6 +101,10 @@ def close_values(finish: CallFinish) -> dict[str, Any]:
         "total_rate": charge.total_rate,
         "total_amount": charge.total_amount,
         "post_dial_delay": finish.post_dial_delay,
+        "rtt": finish.rtt,
+        "jitter": finish.jitter,
+        "packet_loss": finish.packet_loss,
+        "quality_score": finish.quality_score,
     }
     for key in ("from_number", "to_number"):
         number = getattr(finish, key)

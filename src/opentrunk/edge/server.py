@@ -13,11 +13,17 @@ Dispatch (`_on_request`):
   any other INVITE: a new `inbound.InboundCall` (403 unless its source is a carrier's);
 - OPTIONS: 200 with Allow (keep-alive), at most `options_rate` per second per source
   (`keepalive.OptionsLimiter`, 503 beyond); CANCEL is answered by the endpoint itself;
+- REFER inside a call goes to `refer.handle_refer` (transfers, via the registry's
+  `on_refer`); outside a call it gets 481;
 - any other method: 405 with Allow.
 
-Lifecycle: `start()` recovers records left open by a crash, starts the recorder and the
-listeners; `stop()` ends live calls (BYE both legs, code 5250: the edge is going away),
-flushes the recorder and closes the listeners. `run_edge` is the `serve` service.
+Lifecycle: `start()` recovers records left open by a crash, starts the recorder, the
+media backend (`opentrunk.media`, chosen by `OPENTRUNK_MEDIA_BACKEND`) and the listeners
+(TLS on `sip_tls`, default port 5061 on the SIP host, whenever a certificate and key are
+configured); `stop()` ends live calls (BYE both legs, code 5250: the edge is going away),
+closes the media backend (every port freed), flushes the recorder and closes the
+listeners. A stream the media backend reports silent past `rtp_timeout` ends its call
+with 3020 rtp_timeout (`_on_rtp_timeout`). `run_edge` is the `serve` service.
 """
 
 from __future__ import annotations
@@ -29,18 +35,22 @@ import ssl
 from typing import Any
 
 from opentrunk.config import Settings, split_host_port
-from opentrunk.domain.hangup_codes import crash_recovery
+from opentrunk.domain.hangup_codes import crash_recovery, rtp_timeout
 from opentrunk.domain.limits import CallAdmission, LimitStore, MemoryLimitStore, RedisLimitStore
 from opentrunk.edge.auth import TrunkAuthenticator
 from opentrunk.edge.b2bua import CallRegistry, handle_in_dialog, hang_up
 from opentrunk.edge.config import EdgeConfig, trunk_id_of_host
+from opentrunk.edge.gc_policy import apply_serving_policy
 from opentrunk.edge.inbound import InboundCall
 from opentrunk.edge.keepalive import OptionsLimiter
 from opentrunk.edge.lockout import SourceLockout
+from opentrunk.edge.logs import event, set_call_uuid
 from opentrunk.edge.metrics import EdgeMetrics, set_current
 from opentrunk.edge.outbound import ALLOW, OutboundCall
 from opentrunk.edge.records import CallRecorder
+from opentrunk.edge.refer import handle_refer
 from opentrunk.edge.session_timer import SessionTimers
+from opentrunk.media import MediaBackend, MediaTimeout, create_media_backend
 from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.message import Request
 from opentrunk.sip.timers import TimerConfig
@@ -54,6 +64,8 @@ log = logging.getLogger(__name__)
 
 # Concurrent-call slots are leases (domain/limits.py); live calls renew theirs this often.
 LEASE_RENEW_EVERY = 600.0
+# At stop, how long the hung-up calls' closing work may take before it is cancelled.
+STOP_GRACE = 2.0
 
 
 class SipEdge:
@@ -66,6 +78,7 @@ class SipEdge:
         *,
         limit_store: LimitStore | None = None,
         config: EdgeConfig | None = None,
+        media: MediaBackend | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -98,6 +111,11 @@ class SipEdge:
             lambda call, end: hang_up(self.endpoint, call, None, end)
         )
         self.registry.on_relayed = self.session_timers.request_answered
+        self.registry.on_refer = lambda call, side, incoming: handle_refer(
+            self, call, side, incoming
+        )
+        # Every call's media is anchored here (docs/media.md "Media anchoring in calls").
+        self.media: MediaBackend = media or create_media_backend(settings)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._renewer: asyncio.Task[None] | None = None
 
@@ -114,12 +132,14 @@ class SipEdge:
     async def start(self) -> None:
         await self.recorder.recover_open_calls()
         await self.recorder.start()
+        await self.media.start()
+        self.media.set_timeout_handler(self._on_rtp_timeout)
         host, port = self.settings.sip_host_port
         udp = await self.endpoint.listen("udp", host, port)
         # TCP on the same port as UDP (RFC 3261 18): with port 0, the one UDP got.
         await self.endpoint.listen("tcp", host, port or udp.local_address.port)
-        if self.settings.sip_tls and self.settings.tls_cert and self.settings.tls_key:
-            tls_host, tls_port = split_host_port(self.settings.sip_tls, 5061)
+        if self.settings.tls_cert and self.settings.tls_key:
+            tls_host, tls_port = split_host_port(self.settings.sip_tls or host, 5061)
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
             await self.endpoint.listen("tls", tls_host, tls_port, server_ssl=context)
@@ -133,11 +153,17 @@ class SipEdge:
                 await self._renewer
         for call in list(self.registry.calls.values()):
             hang_up(self.endpoint, call, None, crash_recovery())
-        # Give the BYEs a moment on the wire before the sockets close.
-        if self.registry.calls:
-            await asyncio.sleep(0.05)
+        # The calls' closing work runs in spawned tasks (media released, then the record
+        # closed with the stream figures): let it finish, bounded, before cancelling
+        # what is left, or the records of the calls just hung up would stay open. It
+        # also gives the BYEs a moment on the wire before the sockets close.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
+        self.media.set_timeout_handler(None)
+        with contextlib.suppress(Exception):
+            await self.media.close()
         await self.recorder.stop()
         await self.endpoint.close()
         set_current(None)
@@ -145,6 +171,18 @@ class SipEdge:
     def address(self, transport: str = "udp") -> tuple[str, int]:
         local = self.endpoint.local_address(transport)
         return local.host, local.port
+
+    # -- media ----------------------------------------------------------------------
+
+    def _on_rtp_timeout(self, timeout: MediaTimeout) -> None:
+        """A stream went silent past `rtp_timeout`: end its call, 3020 by the edge."""
+        call = self.registry.calls.get(timeout.call_id)
+        if call is None:
+            return
+        set_call_uuid(timeout.call_id)
+        event(log, logging.INFO, "rtp timeout", leg=timeout.leg, silent_for=timeout.silent_for)
+        self.metrics.rtp_timed_out()
+        hang_up(self.endpoint, call, None, rtp_timeout())
 
     # -- limits ----------------------------------------------------------------------
 
@@ -158,6 +196,10 @@ class SipEdge:
                 if call.account_id is not None:
                     with contextlib.suppress(Exception):
                         await self.admission.renew(call.account_id, call_uuid)
+
+    def spawn(self, work: Any) -> None:
+        """Run `work` in the background, kept until done (cancelled at stop)."""
+        self._spawn(work)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -188,6 +230,8 @@ class SipEdge:
             if not self.options_limiter.allow(incoming.source.host):
                 return self._answer(incoming, 503, (("Retry-After", "1"),))
             return self._answer(incoming, 200, (("Allow", ALLOW), ("Accept", "application/sdp")))
+        if method == "REFER":  # a transfer needs a call; outside one there is none
+            return self._answer(incoming, 481)
         return self._answer(incoming, 405, (("Allow", ALLOW),))
 
     def _answer(
@@ -229,6 +273,8 @@ async def run_edge(settings: Settings, store: Store) -> None:
 
     edge = SipEdge(settings, store)
     await edge.start()
+    # Startup is done: freeze its heap, tune the collector for serving (gc_policy).
+    apply_serving_policy()
     for name, transport in edge.endpoint.transports.items():
         local = transport.local_address
         announce(f"SIP edge on {name} {local.host}:{local.port}")

@@ -200,8 +200,14 @@ class CallFinish:
     to_number: str | None = None
     from_country: str | None = None
     to_country: str | None = None
-    post_dial_delay: float | None = None  # seconds from INVITE to first 18x/200
+    post_dial_delay: float | None = None  # ms from the INVITE to the first 18x/200
     # Insights' "from"/"to" carrier: for an inbound call, the carrier that sent it and
     # the origination URI that answered (or was tried last).
     from_carrier: str | None = None
     to_carrier: str | None = None
+    # Media figures from the media backend at the end of the call (Insights): ms, ms,
+    # percent, MOS. None where nothing was measured (no RTP, no RTCP): never invented.
+    rtt: float | None = None
+    jitter: float | None = None
+    packet_loss: float | None = None
+    quality_score: float | None = None

@@ -20,10 +20,14 @@ from opentrunk.domain.validation import (
 from opentrunk.services.clock import utcnow
 from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import fetch_owned, new_uuid, page_of
+from opentrunk.services.resources import OwnedRead, fetch_owned, new_uuid, page_of
 from opentrunk.store.models import credentials, trunks
 from opentrunk.store.secrets import digest_ha1
 from opentrunk.store.store import Store
+
+READ = OwnedRead(
+    credentials, "credential_uuid", "credential", ("credential_uuid", "name", "username")
+)
 
 
 def credential_view(row: Any) -> dict[str, Any]:
@@ -63,11 +67,12 @@ def create_credential(
 
 
 def get_credential(store: Store, account_id: int, credential_uuid: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        row = fetch_owned(
-            conn, credentials, "credential_uuid", credential_uuid, account_id, "credential"
-        )
-    return credential_view(row)
+    return credential_view(READ.fetch_sync(store, account_id, credential_uuid))
+
+
+async def read_credential(store: Store, account_id: int, credential_uuid: str) -> dict[str, Any]:
+    """get_credential for the event loop (see opentrunk.store.reader)."""
+    return credential_view(await READ.fetch(store, account_id, credential_uuid))
 
 
 def list_credentials(store: Store, account_id: int, limit: int, offset: int) -> Page:

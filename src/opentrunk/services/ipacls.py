@@ -11,9 +11,11 @@ from opentrunk.domain.validation import check_acl_entries
 from opentrunk.services.clock import utcnow
 from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import fetch_owned, new_uuid, page_of
+from opentrunk.services.resources import OwnedRead, fetch_owned, new_uuid, page_of
 from opentrunk.store.models import ip_acls, trunks
 from opentrunk.store.store import Store
+
+READ = OwnedRead(ip_acls, "ipacl_uuid", "ip access list", ("ipacl_uuid", "name", "ip_addresses"))
 
 
 def ipacl_view(row: Any) -> dict[str, Any]:
@@ -41,9 +43,12 @@ def create_ipacl(store: Store, account_id: int, ip_addresses: list[str], name: s
 
 
 def get_ipacl(store: Store, account_id: int, ipacl_uuid: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        row = fetch_owned(conn, ip_acls, "ipacl_uuid", ipacl_uuid, account_id, "ip access list")
-    return ipacl_view(row)
+    return ipacl_view(READ.fetch_sync(store, account_id, ipacl_uuid))
+
+
+async def read_ipacl(store: Store, account_id: int, ipacl_uuid: str) -> dict[str, Any]:
+    """get_ipacl for the event loop (see opentrunk.store.reader)."""
+    return ipacl_view(await READ.fetch(store, account_id, ipacl_uuid))
 
 
 def list_ipacls(store: Store, account_id: int, limit: int, offset: int) -> Page:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from opentrunk.domain.validation import InvalidParameter, TrunkShape, check_trunk_shape, check_uuid
 from opentrunk.services.clock import utcnow
 from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import fetch_owned, new_trunk_id, page_of
+from opentrunk.services.resources import OwnedRead, fetch_owned, new_trunk_id, page_of
 from opentrunk.store.models import credentials, ip_acls, numbers, origination_uris, trunks
 from opentrunk.store.store import Store
 
@@ -22,16 +22,18 @@ REFERENCES = {
     "fallback_uri_uuid": (origination_uris, "uri_uuid"),
 }
 FIELDS = ("name", "trunk_status", "trunk_direction", "secure", *REFERENCES)
+READ = OwnedRead(trunks, "trunk_id", "trunk", ("trunk_id", *FIELDS))
 
 
-def trunk_view(row: Row[Any], sip_domain: str) -> dict[str, Any]:
+def trunk_view(row: Any, sip_domain: str) -> dict[str, Any]:
+    """The API shape of a trunk row (a SQLAlchemy Row or a READ named tuple)."""
     return {
         "trunk_id": row.trunk_id,
         "trunk_domain": f"{row.trunk_id}.{sip_domain}",
         "name": row.name,
         "trunk_status": row.trunk_status,
         "trunk_direction": row.trunk_direction,
-        "secure": row.secure,
+        "secure": bool(row.secure),
         "ipacl_uuid": row.ipacl_uuid,
         "credential_uuid": row.credential_uuid,
         "primary_uri_uuid": row.primary_uri_uuid,
@@ -95,9 +97,12 @@ def create_trunk(store: Store, account_id: int, values: dict[str, Any]) -> str:
 
 
 def get_trunk(store: Store, account_id: int, trunk_id: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        row = fetch_owned(conn, trunks, "trunk_id", trunk_id, account_id, "trunk")
-    return trunk_view(row, store.sip_domain)
+    return trunk_view(READ.fetch_sync(store, account_id, trunk_id), store.sip_domain)
+
+
+async def read_trunk(store: Store, account_id: int, trunk_id: str) -> dict[str, Any]:
+    """get_trunk for the event loop: inline on SQLite, a worker thread on PostgreSQL."""
+    return trunk_view(await READ.fetch(store, account_id, trunk_id), store.sip_domain)
 
 
 def list_trunks(

@@ -11,11 +11,19 @@ from opentrunk.domain.validation import InvalidParameter, MissingParameter, chec
 from opentrunk.services.clock import utcnow
 from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import fetch_owned, new_uuid, page_of
+from opentrunk.services.resources import OwnedRead, fetch_owned, new_uuid, page_of
 from opentrunk.store.models import origination_uris, trunks
 from opentrunk.store.store import Store
 
 MAX_SECRET_LEN = 128
+
+
+READ = OwnedRead(
+    origination_uris,
+    "uri_uuid",
+    "uri",
+    ("uri_uuid", "name", "uri", "authentication_needed", "username"),
+)
 
 
 def uri_view(row: Any) -> dict[str, Any]:
@@ -23,7 +31,7 @@ def uri_view(row: Any) -> dict[str, Any]:
         "uri_uuid": row.uri_uuid,
         "name": row.name,
         "uri": row.uri,
-        "authentication_needed": row.authentication_needed,
+        "authentication_needed": bool(row.authentication_needed),
         "username": row.username,
     }
 
@@ -68,9 +76,12 @@ def create_uri(store: Store, account_id: int, fields: dict[str, Any]) -> str:
 
 
 def get_uri(store: Store, account_id: int, uri_uuid: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        row = fetch_owned(conn, origination_uris, "uri_uuid", uri_uuid, account_id, "uri")
-    return uri_view(row)
+    return uri_view(READ.fetch_sync(store, account_id, uri_uuid))
+
+
+async def read_uri(store: Store, account_id: int, uri_uuid: str) -> dict[str, Any]:
+    """get_uri for the event loop (see opentrunk.store.reader)."""
+    return uri_view(await READ.fetch(store, account_id, uri_uuid))
 
 
 def list_uris(store: Store, account_id: int, limit: int, offset: int) -> Page:

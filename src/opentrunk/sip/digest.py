@@ -31,6 +31,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -134,6 +135,18 @@ def digest_response(
 _TOKEN_STOP = frozenset(' \t,="')
 
 
+# One `name = value` element (token or quoted string) with the separators around it; the
+# whole list is read with it when well formed. Anything else goes to the character-level
+# reader, which says what is wrong (or accepts what this one was too strict for).
+_SCHEME_END_RE = re.compile(r"[^ \t]*")
+_AUTH_PARAM_RE = re.compile(
+    r'[ \t,]*([^ \t,="]+)[ \t]*=[ \t]*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^ \t,="]+))[ \t]*(?:,|\Z)',
+    re.DOTALL,
+)
+_SEPARATORS_RE = re.compile(r"[ \t,]*\Z")
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
     """Split ``Scheme k=v, k="q", ...`` into the scheme and a dict of lower-cased names.
 
@@ -143,6 +156,34 @@ def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
     `DigestParseError`.
     """
     text = value.strip()
+    scheme_end = _SCHEME_END_RE.match(text)
+    assert scheme_end is not None  # matches the empty string at least
+    scheme = scheme_end.group()
+    if scheme and not any(c in _TOKEN_STOP for c in scheme):
+        params: dict[str, str] = {}
+        pos = scheme_end.end()
+        match = _AUTH_PARAM_RE.match
+        while True:
+            found = match(text, pos)
+            if found is None:
+                if _SEPARATORS_RE.match(text, pos) is not None:
+                    return scheme, params
+                break
+            name = found.group(1).lower()
+            if name in params:
+                break
+            quoted = found.group(2)
+            if quoted is None:
+                params[name] = found.group(3)
+            else:
+                params[name] = _ESCAPE_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+            pos = found.end()
+    return _parse_auth_header_by_char(text)
+
+
+def _parse_auth_header_by_char(text: str) -> tuple[str, dict[str, str]]:
+    """`parse_auth_header` one character at a time: the reference reader, and the one
+    that explains a malformed list."""
     i = 0
     n = len(text)
     while i < n and text[i] not in " \t":

@@ -261,6 +261,10 @@ class Headers:
             self._index = index
         return index
 
+    def compact(self) -> None:
+        """Drop the lookup index (one list per header name); the next lookup rebuilds it."""
+        self._index = None
+
     # -- reading -----------------------------------------------------------
 
     def get(self, name: str, default: str | None = None) -> str | None:

@@ -233,6 +233,14 @@ class Message:
         value = self.headers.get("expires")
         return int(value) if value is not None and value.isdigit() else None
 
+    def compact(self) -> None:
+        """Drop the parsed views and the header index; both are rebuilt from the header
+        fields on next access. For a message kept only to be re-sent or matched (a
+        transaction waiting out its timers): it then holds a few objects instead of
+        dozens, which keeps the garbage collector's full passes short under load."""
+        self._cache.clear()
+        self.headers.compact()
+
     # -- editing helpers ----------------------------------------------------
 
     def push_via(self, via: Via | str) -> None:

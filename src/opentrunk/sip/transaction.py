@@ -52,6 +52,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
@@ -118,6 +119,12 @@ class State(Enum):
 class TransactionStateError(ValueError):
     """The TU asked for something the transaction's state does not allow."""
 
+
+# A transaction that only waits out its timers (Completed, Confirmed, Accepted) keeps its
+# messages for matching and re-sending, for up to 64*T1. After this long, their parsed
+# views are dropped (`Message.compact`): the TU has used them by then, and thousands of
+# waiting transactions would otherwise hold most of the process's objects.
+COMPACT_AFTER = 2.0
 
 # Timer slots: each transaction has at most one retransmit timer (A/E/G), one timer
 # that ends a state (B/D/F/K/H/I/J/L/M) and, for INVITE servers, the 100 Trying timer.
@@ -360,6 +367,8 @@ class TransactionLayer:
         # transaction's deadline for that slot changes, and are skipped then.
         self._heap: list[tuple[float, int, Transaction, int]] = []
         self._seq = itertools.count()
+        # (when, transaction) in time order: transactions whose messages to compact.
+        self._waiting: deque[tuple[float, Transaction]] = deque()
 
     def __len__(self) -> int:
         return len(self._clients) + len(self._servers)
@@ -412,6 +421,8 @@ class TransactionLayer:
     def tick(self, now: float) -> list[Action]:
         """Fire every timer due at `now`."""
         out: list[Action] = []
+        if self._waiting:
+            self._compact_due(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             at, _, txn, slot = heapq.heappop(heap)
@@ -470,6 +481,19 @@ class TransactionLayer:
             self._terminate(txn, out)
         else:
             self._schedule(txn, _END, delay, now)
+            self._waiting.append((now + COMPACT_AFTER, txn))
+
+    def _compact_due(self, now: float) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            txn = waiting.popleft()[1]
+            if txn.state is State.TERMINATED:
+                continue
+            txn.request.compact()
+            if txn.last_response is not None:
+                txn.last_response.compact()
+            if isinstance(txn, ClientTransaction) and txn.ack is not None:
+                txn.ack.compact()
 
     def _terminate(self, txn: Transaction, out: list[Action]) -> None:
         if txn.state is State.TERMINATED:
@@ -613,6 +637,7 @@ class TransactionLayer:
                     txn.state = State.COMPLETED
                     txn._end_name = "H"
                     self._schedule(txn, _END, t.h(), now)
+                    self._waiting.append((now + COMPACT_AFTER, txn))
                     if not txn.reliable:
                         txn._retx_interval = t.t1
                         self._schedule(txn, _RETX, t.t1, now)
@@ -690,6 +715,8 @@ class TransactionLayer:
 
     def receive(self, message: Request | Response, source: Address, now: float) -> list[Action]:
         """Feed one parsed message from `source`. Malformed key headers: dropped."""
+        if self._waiting:
+            self._compact_due(now)
         try:
             if isinstance(message, Response):
                 via = message.top_via

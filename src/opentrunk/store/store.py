@@ -1,5 +1,5 @@
-"""The Store handle: the engine, the secret box and the per-process account cache that
-every service function receives."""
+"""The Store handle: the engine, the hot-path row reader, the secret box and the
+per-process account cache that every service function receives."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from opentrunk.config import Settings
 from opentrunk.store.db import make_engine
 from opentrunk.store.migrate import upgrade
+from opentrunk.store.reader import RowReader
 from opentrunk.store.secrets import SecretBox, load_or_create_key
 
 # How long a verified account stays cached when nothing in this process changed it.
@@ -36,6 +37,10 @@ class Store:
     sip_domain: str
     auth_cache: dict[str, CachedAccount] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    reader: RowReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = RowReader(self.engine)
 
     @classmethod
     def open(cls, settings: Settings, *, schema: str | None = None, migrate: bool = True) -> Store:
@@ -53,6 +58,7 @@ class Store:
             self.auth_cache[auth_id] = entry
 
     def cached_account(self, auth_id: str) -> CachedAccount | None:
+        # Runs on every API request, on the event loop: a dict lookup and a clock read.
         entry = self.auth_cache.get(auth_id)
         if entry is None or entry.expires_at < time.monotonic():
             return None
@@ -63,4 +69,5 @@ class Store:
             self.auth_cache.pop(auth_id, None)
 
     def close(self) -> None:
+        self.reader.close()
         self.engine.dispose()

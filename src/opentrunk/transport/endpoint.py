@@ -431,9 +431,10 @@ class SipEndpoint:
         incoming = invite_txn.user_data
         if isinstance(incoming, IncomingRequest) and not incoming.final_sent:
             incoming.cancelled = True
+            on_cancel = incoming.on_cancel  # the 487 (a final response) unsets it
             incoming.respond(487)
-            if incoming.on_cancel is not None:
-                incoming.on_cancel()
+            if on_cancel is not None:
+                on_cancel()
 
     def _ack_received(self, ack: Request) -> None:
         try:
@@ -441,8 +442,11 @@ class SipEndpoint:
         except Exception:
             return
         retransmission = self._retransmissions.pop(key, None)
-        if retransmission is not None and retransmission.handle is not None:
-            retransmission.handle.cancel()
+        if retransmission is not None:
+            # ACKed: the 2xx can no longer time out (and the callback holds the call).
+            retransmission.incoming.on_ack_timeout = None
+            if retransmission.handle is not None:
+                retransmission.handle.cancel()
 
     def _response_received(self, action: ResponseReceived) -> None:
         response = action.response
@@ -485,6 +489,15 @@ class SipEndpoint:
         if isinstance(outgoing, OutgoingRequest) and not outgoing.final.done():
             outgoing.local_failure = "terminated"
             outgoing.final.set_result(make_response(outgoing.request, 408))
+        # Nothing reaches the TU through this transaction any more. Unlink it from its
+        # request object and the TU's callbacks: they refer to each other (and the
+        # callbacks to the whole call), and such cycles wait for the garbage collector's
+        # full passes instead of being freed now (docs/performance.md).
+        if isinstance(outgoing, OutgoingRequest):
+            outgoing.on_response = None
+        elif isinstance(outgoing, IncomingRequest):
+            outgoing.on_cancel = None
+        txn.user_data = None
 
     # -- sending (TU API) -------------------------------------------------------------
 
@@ -541,10 +554,19 @@ class SipEndpoint:
         self._prepare(ack, dest)
         now = self._now()
         key = (ack.call_id, ack.cseq.number, ack.to.tag or "")
-        self._acks[key] = (ack, dest, now + self.timers.timeout)
-        for stale in [k for k, v in self._acks.items() if v[2] < now]:
-            del self._acks[stale]
+        acks = self._acks
+        # Every entry lives the same 64*T1, so insertion order is expiry order: drop
+        # expired ones from the front (a scan of the whole table per ACK was O(calls)).
+        acks.pop(key, None)
+        acks[key] = (ack, dest, now + self.timers.timeout)
+        while acks:
+            oldest = next(iter(acks))
+            if acks[oldest][2] >= now:
+                break
+            del acks[oldest]
         self._transmit(ack, dest)
+        # Kept only to be re-sent: drop its parsed views (rebuilt if ever read again).
+        ack.compact()
 
     def send_stateless(self, message: Message, dest: Address) -> None:
         """Send a message outside any transaction (a Via is added to a request)."""
@@ -568,6 +590,9 @@ class SipEndpoint:
             return None
         if response.status >= 200:
             incoming.final_sent = True
+            # A CANCEL after the final response is answered without it (and it holds
+            # the call's state).
+            incoming.on_cancel = None
         self._perform(actions)
         self._arm()
         if incoming.method == "INVITE" and 200 <= response.status < 300 and not txn.reliable:
@@ -590,8 +615,9 @@ class SipEndpoint:
                 return
             if self._now() >= retransmission.give_up_at:
                 del self._retransmissions[key]
-                if incoming.on_ack_timeout is not None:
-                    incoming.on_ack_timeout()
+                on_ack_timeout, incoming.on_ack_timeout = incoming.on_ack_timeout, None
+                if on_ack_timeout is not None:
+                    on_ack_timeout()
                 return
             self._transmit(response, dest)
             retransmission.interval = min(2 * retransmission.interval, self.timers.t2)

@@ -1,13 +1,16 @@
-"""Zentrunk Call routes: read-only views of the call records the SIP edge writes."""
+"""Zentrunk Call routes: read-only views of the call records the SIP edge writes (async;
+see opentrunk.api.common)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
-from opentrunk.api.common import ERRORS, Limit, Offset, api_id, list_body
+from opentrunk.api.common import Limit, Offset, answer, api_id, documented, list_body
 from opentrunk.api.schemas import CallInsights, CallList, CallOne
 from opentrunk.services import calls as svc
 
@@ -25,8 +28,8 @@ Time = Annotated[
 ]
 
 
-@router.get("/", response_model=CallList, responses=ERRORS)
-def list_calls(
+@router.get("/", response_model=None, responses=documented(CallList))
+async def list_calls(
     request: Request,
     caller: Auth,
     limit: Limit = 20,
@@ -47,7 +50,7 @@ def list_calls(
     end_time__gte: Time = None,
     end_time__lt: Time = None,
     end_time__lte: Time = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     filters = {
         "from_number": from_number,
         "to_number": to_number,
@@ -66,16 +69,19 @@ def list_calls(
         "end_time__lt": end_time__lt,
         "end_time__lte": end_time__lte,
     }
-    page = svc.list_calls(caller.store, caller.account_id, filters, limit, offset)
-    return list_body(request, page)
+    page = await run_in_threadpool(
+        svc.list_calls, caller.store, caller.account_id, filters, limit, offset
+    )
+    return answer(list_body(request, page))
 
 
-@router.get("/{call_uuid}/", response_model=CallOne, responses=ERRORS)
-def get_call(request: Request, caller: Auth, call_uuid: str) -> dict[str, Any]:
-    return {"api_id": api_id(request), **svc.get_call(caller.store, caller.account_id, call_uuid)}
+@router.get("/{call_uuid}/", response_model=None, responses=documented(CallOne))
+async def get_call(request: Request, caller: Auth, call_uuid: str) -> JSONResponse:
+    found = await run_in_threadpool(svc.get_call, caller.store, caller.account_id, call_uuid)
+    return answer({"api_id": api_id(request), **found})
 
 
-@router.get("/{call_uuid}/Insights/", response_model=CallInsights, responses=ERRORS)
-def call_insights(request: Request, caller: Auth, call_uuid: str) -> dict[str, Any]:
-    found = svc.call_insights(caller.store, caller.account_id, call_uuid)
-    return {"api_id": api_id(request), **found}
+@router.get("/{call_uuid}/Insights/", response_model=None, responses=documented(CallInsights))
+async def call_insights(request: Request, caller: Auth, call_uuid: str) -> JSONResponse:
+    found = await run_in_threadpool(svc.call_insights, caller.store, caller.account_id, call_uuid)
+    return answer({"api_id": api_id(request), **found})

@@ -1,13 +1,15 @@
-"""Zentrunk IPAccessControlList routes."""
+"""Zentrunk IPAccessControlList routes (async; see opentrunk.api.common)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
-from opentrunk.api.common import ERRORS, Limit, Offset, api_id, list_body
+from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
 from opentrunk.api.schemas import IPACLCreate, IPACLList, IPACLOne, IPACLUpdate, IPACLWritten
 from opentrunk.services import ipacls as svc
 
@@ -17,42 +19,54 @@ router = APIRouter(
 Auth = Annotated[Caller, Depends(customer)]
 
 
-@router.get("/", response_model=IPACLList, responses=ERRORS)
-def list_ipacls(
+@router.get("/", response_model=None, responses=documented(IPACLList))
+async def list_ipacls(
     request: Request, caller: Auth, limit: Limit = 20, offset: Offset = 0
-) -> dict[str, Any]:
-    return list_body(request, svc.list_ipacls(caller.store, caller.account_id, limit, offset))
+) -> JSONResponse:
+    page = await run_in_threadpool(svc.list_ipacls, caller.store, caller.account_id, limit, offset)
+    return answer(list_body(request, page))
 
 
-@router.post("/", status_code=201, response_model=IPACLWritten, responses=ERRORS)
-def create_ipacl(request: Request, caller: Auth, body: IPACLCreate) -> dict[str, Any]:
-    ipacl_uuid = svc.create_ipacl(caller.store, caller.account_id, body.ip_addresses, body.name)
-    return {
-        "api_id": api_id(request),
-        "message": "IP access control list created successfully.",
-        "ipacl_uuid": ipacl_uuid,
-    }
+@router.post("/", status_code=201, response_model=None, responses=documented(IPACLWritten, 201))
+async def create_ipacl(request: Request, caller: Auth, body: IPACLCreate) -> JSONResponse:
+    ipacl_uuid = await run_in_threadpool(
+        svc.create_ipacl, caller.store, caller.account_id, body.ip_addresses, body.name
+    )
+    return answer(
+        {
+            "api_id": api_id(request),
+            "message": "IP access control list created successfully.",
+            "ipacl_uuid": ipacl_uuid,
+        },
+        201,
+    )
 
 
-@router.get("/{ipacl_uuid}/", response_model=IPACLOne, responses=ERRORS)
-def get_ipacl(request: Request, caller: Auth, ipacl_uuid: str) -> dict[str, Any]:
-    return {"api_id": api_id(request), **svc.get_ipacl(caller.store, caller.account_id, ipacl_uuid)}
+@router.get("/{ipacl_uuid}/", response_model=None, responses=documented(IPACLOne))
+async def get_ipacl(request: Request, caller: Auth, ipacl_uuid: str) -> JSONResponse:
+    found = await svc.read_ipacl(caller.store, caller.account_id, ipacl_uuid)
+    return answer({"api_id": api_id(request), **found})
 
 
-@router.post("/{ipacl_uuid}/", status_code=202, response_model=IPACLWritten, responses=ERRORS)
-def update_ipacl(
+@router.post(
+    "/{ipacl_uuid}/", status_code=202, response_model=None, responses=documented(IPACLWritten, 202)
+)
+async def update_ipacl(
     request: Request, caller: Auth, ipacl_uuid: str, body: IPACLUpdate
-) -> dict[str, Any]:
+) -> JSONResponse:
     changes = body.model_dump(include=body.model_fields_set)
-    svc.update_ipacl(caller.store, caller.account_id, ipacl_uuid, changes)
-    return {
-        "api_id": api_id(request),
-        "message": "IP access control list updated successfully.",
-        "ipacl_uuid": ipacl_uuid,
-    }
+    await run_in_threadpool(svc.update_ipacl, caller.store, caller.account_id, ipacl_uuid, changes)
+    return answer(
+        {
+            "api_id": api_id(request),
+            "message": "IP access control list updated successfully.",
+            "ipacl_uuid": ipacl_uuid,
+        },
+        202,
+    )
 
 
 @router.delete("/{ipacl_uuid}/", status_code=204, response_class=Response, responses=ERRORS)
-def delete_ipacl(caller: Auth, ipacl_uuid: str) -> Response:
-    svc.delete_ipacl(caller.store, caller.account_id, ipacl_uuid)
+async def delete_ipacl(caller: Auth, ipacl_uuid: str) -> Response:
+    await run_in_threadpool(svc.delete_ipacl, caller.store, caller.account_id, ipacl_uuid)
     return Response(status_code=204)

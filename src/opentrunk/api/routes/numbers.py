@@ -1,13 +1,16 @@
-"""Number routes (the subset of the Number API that SIP trunking needs)."""
+"""Number routes (the subset of the Number API that SIP trunking needs); async, see
+opentrunk.api.common."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
-from opentrunk.api.common import ERRORS, Limit, Offset, api_id, list_body
+from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
 from opentrunk.api.schemas import NumberList, NumberOne, NumberUpdate, NumberWritten
 from opentrunk.domain.validation import InvalidParameter
 from opentrunk.services import numbers as svc
@@ -16,8 +19,8 @@ router = APIRouter(prefix="/v1/Account/{auth_id}/Number", tags=["Number"])
 Auth = Annotated[Caller, Depends(customer)]
 
 
-@router.get("/", response_model=NumberList, responses=ERRORS)
-def list_numbers(
+@router.get("/", response_model=None, responses=documented(NumberList))
+async def list_numbers(
     request: Request,
     caller: Auth,
     limit: Limit = 20,
@@ -25,13 +28,14 @@ def list_numbers(
     number_startswith: Annotated[str | None, Query(max_length=15)] = None,
     type: Literal["local", "mobile", "tollfree", "premium", "other"] | None = None,
     alias: Annotated[str | None, Query(max_length=100)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     prefix = None
     if number_startswith:
         prefix = number_startswith.lstrip("+")
         if not prefix.isdigit():
             raise InvalidParameter("number_startswith must be digits")
-    page = svc.list_numbers(
+    page = await run_in_threadpool(
+        svc.list_numbers,
         caller.store,
         caller.account_id,
         caller.auth_id,
@@ -41,25 +45,31 @@ def list_numbers(
         number_type_filter=type,
         alias=alias,
     )
-    return list_body(request, page)
+    return answer(list_body(request, page))
 
 
-@router.get("/{number}/", response_model=NumberOne, responses=ERRORS)
-def get_number(request: Request, caller: Auth, number: str) -> dict[str, Any]:
-    found = svc.get_number(caller.store, caller.account_id, caller.auth_id, number)
-    return {"api_id": api_id(request), **found}
+@router.get("/{number}/", response_model=None, responses=documented(NumberOne))
+async def get_number(request: Request, caller: Auth, number: str) -> JSONResponse:
+    found = await run_in_threadpool(
+        svc.get_number, caller.store, caller.account_id, caller.auth_id, number
+    )
+    return answer({"api_id": api_id(request), **found})
 
 
-@router.post("/{number}/", status_code=202, response_model=NumberWritten, responses=ERRORS)
-def update_number(
+@router.post(
+    "/{number}/", status_code=202, response_model=None, responses=documented(NumberWritten, 202)
+)
+async def update_number(
     request: Request, caller: Auth, number: str, body: NumberUpdate
-) -> dict[str, Any]:
+) -> JSONResponse:
     changes: dict[str, Any] = body.model_dump(include=body.model_fields_set)
-    digits = svc.update_number(caller.store, caller.account_id, number, **changes)
-    return {"api_id": api_id(request), "message": "changed", "number": digits}
+    digits = await run_in_threadpool(
+        lambda: svc.update_number(caller.store, caller.account_id, number, **changes)
+    )
+    return answer({"api_id": api_id(request), "message": "changed", "number": digits}, 202)
 
 
 @router.delete("/{number}/", status_code=204, response_class=Response, responses=ERRORS)
-def delete_number(caller: Auth, number: str) -> Response:
-    svc.release_number(caller.store, caller.account_id, number)
+async def delete_number(caller: Auth, number: str) -> Response:
+    await run_in_threadpool(svc.release_number, caller.store, caller.account_id, number)
     return Response(status_code=204)

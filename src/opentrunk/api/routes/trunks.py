@@ -1,13 +1,15 @@
-"""Zentrunk Trunk routes."""
+"""Zentrunk Trunk routes (async; see opentrunk.api.common for the response pattern)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
-from opentrunk.api.common import ERRORS, Limit, Offset, api_id, list_body
+from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
 from opentrunk.api.schemas import TrunkCreate, TrunkList, TrunkOne, TrunkUpdate, TrunkWritten
 from opentrunk.domain.validation import check_uuid
 from opentrunk.services import trunks as svc
@@ -17,8 +19,8 @@ Auth = Annotated[Caller, Depends(customer)]
 UUIDFilter = Annotated[str | None, Query(max_length=64)]
 
 
-@router.get("/", response_model=TrunkList, responses=ERRORS)
-def list_trunks(
+@router.get("/", response_model=None, responses=documented(TrunkList))
+async def list_trunks(
     request: Request,
     caller: Auth,
     limit: Limit = 20,
@@ -30,7 +32,7 @@ def list_trunks(
     credential_uuid: UUIDFilter = None,
     primary_uri_uuid: UUIDFilter = None,
     fallback_uri_uuid: UUIDFilter = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     filters: dict[str, Any] = {
         "trunk_status": trunk_status,
         "trunk_direction": trunk_direction,
@@ -43,39 +45,45 @@ def list_trunks(
         ("fallback_uri_uuid", fallback_uri_uuid),
     ):
         filters[name] = None if value is None else check_uuid(value, name)
-    page = svc.list_trunks(caller.store, caller.account_id, filters, limit, offset)
-    return list_body(request, page)
+    page = await run_in_threadpool(
+        svc.list_trunks, caller.store, caller.account_id, filters, limit, offset
+    )
+    return answer(list_body(request, page))
 
 
-@router.post("/", status_code=201, response_model=TrunkWritten, responses=ERRORS)
-def create_trunk(request: Request, caller: Auth, body: TrunkCreate) -> dict[str, Any]:
-    trunk_id = svc.create_trunk(caller.store, caller.account_id, body.model_dump())
-    return {
-        "api_id": api_id(request),
-        "message": "Trunk created successfully.",
-        "trunk_id": trunk_id,
-    }
+@router.post("/", status_code=201, response_model=None, responses=documented(TrunkWritten, 201))
+async def create_trunk(request: Request, caller: Auth, body: TrunkCreate) -> JSONResponse:
+    values = body.model_dump()
+    trunk_id = await run_in_threadpool(svc.create_trunk, caller.store, caller.account_id, values)
+    return answer(
+        {"api_id": api_id(request), "message": "Trunk created successfully.", "trunk_id": trunk_id},
+        201,
+    )
 
 
-@router.get("/{trunk_id}/", response_model=TrunkOne, responses=ERRORS)
-def get_trunk(request: Request, caller: Auth, trunk_id: str) -> dict[str, Any]:
-    return {"api_id": api_id(request), **svc.get_trunk(caller.store, caller.account_id, trunk_id)}
+@router.get("/{trunk_id}/", response_model=None, responses=documented(TrunkOne))
+async def get_trunk(request: Request, caller: Auth, trunk_id: str) -> JSONResponse:
+    # The hot path: auth from the cache and this one-row read, both on the event loop
+    # with SQLite (opentrunk.store.reader), no threadpool hop, no response validation.
+    found = await svc.read_trunk(caller.store, caller.account_id, trunk_id)
+    return answer({"api_id": api_id(request), **found})
 
 
-@router.post("/{trunk_id}/", status_code=202, response_model=TrunkWritten, responses=ERRORS)
-def update_trunk(
+@router.post(
+    "/{trunk_id}/", status_code=202, response_model=None, responses=documented(TrunkWritten, 202)
+)
+async def update_trunk(
     request: Request, caller: Auth, trunk_id: str, body: TrunkUpdate
-) -> dict[str, Any]:
+) -> JSONResponse:
     changes = body.model_dump(include=body.model_fields_set)
-    svc.update_trunk(caller.store, caller.account_id, trunk_id, changes)
-    return {
-        "api_id": api_id(request),
-        "message": "Trunk updated successfully.",
-        "trunk_id": trunk_id,
-    }
+    await run_in_threadpool(svc.update_trunk, caller.store, caller.account_id, trunk_id, changes)
+    return answer(
+        {"api_id": api_id(request), "message": "Trunk updated successfully.", "trunk_id": trunk_id},
+        202,
+    )
 
 
 @router.delete("/{trunk_id}/", status_code=204, response_class=Response, responses=ERRORS)
-def delete_trunk(caller: Auth, trunk_id: str) -> Response:
-    svc.delete_trunk(caller.store, caller.account_id, trunk_id)
+async def delete_trunk(caller: Auth, trunk_id: str) -> Response:
+    await run_in_threadpool(svc.delete_trunk, caller.store, caller.account_id, trunk_id)
     return Response(status_code=204)

@@ -1,0 +1,111 @@
+"""On-net calls (issue 5 item 9): an outbound call from a PBX to one of the operator's
+own numbers is delivered inbound directly, to the PBX of the inbound trunk the number is
+attached to, and never sent to a carrier (where it would only come back in, or loop).
+
+`outbound.OutboundCall` screens and admits the call as usual, then finds the number with
+`EdgeConfig.inbound_route`; when the number is in the inventory the call goes on-net:
+`OnNetRecord` keeps the inbound side's own call record (`call_direction` inbound, in the
+number's account and inbound trunk; Insights `from.carrier` is "on-net", `to.carrier`
+the origination URI), the inbound rules apply (4080 when not on an enabled inbound
+trunk, the called account's CPS and concurrent calls, 4310/4320, primary then fallback
+URI), and the PBX leg is placed by `inbound.deliver_to_pbx` with the outbound call as
+its placer, so the calling PBX hears the called PBX's ringing and answer directly.
+
+Two records, each from its own point of view: the outbound one (rate 0: no carrier
+carried it) ends like an outbound call whose "carrier" is the called PBX (its failure
+status through `attempts_outcome`); the inbound one ends like an inbound call whose
+"carrier" is the calling PBX. So a BYE from the calling PBX is 3010 on the outbound
+record and 3000 on the inbound one, and the reverse for the called PBX.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from opentrunk.domain.hangup_codes import CallEnd, Side, bye_from
+from opentrunk.domain.numbers import country_of
+from opentrunk.edge.bridge import record_digits, utcnow
+from opentrunk.edge.logs import event
+from opentrunk.edge.views import CallFinish, CallStart, InboundRoute
+
+if TYPE_CHECKING:
+    from opentrunk.edge.server import SipEdge
+
+log = logging.getLogger(__name__)
+
+FROM_CARRIER = "on-net"  # Insights `from.carrier` of the inbound record
+
+
+def mirrored(end: CallEnd) -> CallEnd:
+    """The end of a bridged on-net call as the inbound record sees it: the calling PBX
+    plays the carrier's part there, the called PBX the customer's."""
+    if end.code == bye_from(Side.CUSTOMER).code:
+        return bye_from(Side.CARRIER)
+    if end.code == bye_from(Side.CARRIER).code:
+        return bye_from(Side.CUSTOMER)
+    return end
+
+
+class OnNetRecord:
+    """The inbound record of an on-net call, opened once and closed once."""
+
+    def __init__(
+        self, edge: SipEdge, route: InboundRoute, caller: str, called: str, transport: str
+    ) -> None:
+        self.edge = edge
+        self.route = route
+        self.call_uuid = str(uuid.uuid4())
+        self.caller = caller
+        self.called = called
+        self.transport = transport
+        self.last_uri: str | None = None
+        self.slot_account: str | None = None
+        self.finished = False
+        self.post_dial_delay: float | None = None  # seconds, as the placer measured it
+        caller_digits, called_digits = record_digits(caller), record_digits(called)
+        edge.recorder.open(
+            CallStart(
+                call_uuid=self.call_uuid,
+                account_id=route.account_id,
+                trunk_id=route.trunk_id,
+                from_number=caller_digits,
+                to_number=called_digits,
+                initiation_time=utcnow(),
+                call_direction="inbound",
+                trunk_domain=route.trunk_domain,
+                from_country=country_of(caller_digits) if caller_digits.isdigit() else None,
+                to_country=country_of(called_digits),
+                transport_protocol=transport,
+            )
+        )
+        edge.metrics.call_started()
+        event(log, logging.INFO, "on-net call", inbound=self.call_uuid)
+
+    def tried(self, uri: str) -> None:
+        self.last_uri = uri
+
+    def answered(self, answer_time: datetime) -> None:
+        self.edge.recorder.answered(self.call_uuid, answer_time)
+
+    def finish(self, end: CallEnd, answer_time: datetime | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        delay = self.post_dial_delay
+        self.edge.recorder.close(
+            self.call_uuid,
+            CallFinish(
+                end=end,
+                end_time=utcnow(),
+                answer_time=answer_time,
+                post_dial_delay=None if delay is None else delay * 1000,  # ms
+                from_carrier=FROM_CARRIER,
+                to_carrier=self.last_uri,
+            ),
+        )
+        self.edge.metrics.call_ended(end)
+        if self.slot_account is not None:
+            self.edge.release_slot(self.slot_account, self.call_uuid)

@@ -1,0 +1,152 @@
+"""Media ports never leak: 1,000 sipp calls through a live edge, ending in every way the
+edge sees (PBX BYE, carrier BYE, carrier busy, PBX CANCEL, RTP timeout, SDP the relay
+cannot anchor), then not one port of the relay's range is still bound.
+
+The relay's range is private to this test's edge (38000-39999), so the check reads the
+kernel's socket table (/proc/net/udp) rather than anything the edge reports itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from e2e import scenarios
+from e2e.harness import (
+    Account,
+    Api,
+    EdgeProcess,
+    Sipp,
+    carrier_args,
+    describe,
+    pbx_args,
+    sipp_group,
+    unique_number,
+    wait_udp,
+)
+
+pytestmark = [pytest.mark.sipp, pytest.mark.slow]
+
+LOW, HIGH = 38000, 39999
+
+
+def bound_media_ports() -> list[int]:
+    ports = []
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            port = int(line.split()[1].rsplit(":", 1)[1], 16)
+            if LOW <= port <= HIGH:
+                ports.append(port)
+    return ports
+
+
+@pytest.fixture(scope="module")
+def leak_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
+    assert not bound_media_ports(), "the test's media range is in use by something else"
+    process = EdgeProcess(
+        tmp_path_factory.mktemp("leak-edge"),
+        env={"OPENTRUNK_RTP_TIMEOUT": "1", "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}"},
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _no_c_line(xml: str) -> str:
+    """The PBX's SDP without a connection address: the relay cannot anchor it (488)."""
+    return xml.replace("c=IN IP[media_ip_type] [media_ip]\n", "")
+
+
+def _run(
+    edge: EdgeProcess,
+    api: Api,
+    account: Account,
+    workdir: Path,
+    name: str,
+    calls: int,
+    pbx_xml: str,
+    carrier_xml: str | None,
+    rate: float = 100.0,
+) -> str:
+    destination = unique_number()
+    runs = []
+    if carrier_xml is not None:
+        uas = Sipp(carrier_xml, carrier_args(calls=calls, timeout=60), workdir, f"{name}-uas")
+        runs.append(uas.start())
+        wait_udp(uas.port)
+        api.carrier(uas.port, destination)
+    pbx = Sipp(
+        pbx_xml,
+        pbx_args(edge, "+" + destination, calls=calls, rate=rate, timeout=60),
+        workdir,
+        f"{name}-pbx",
+    )
+    with sipp_group(pbx.start(), *runs):
+        pbx_run = pbx.wait(90)
+        uas_runs = [run.wait(20) for run in runs]
+    assert pbx_run.returncode == 0, describe(pbx_run, *uas_runs, edge=edge)
+    return destination
+
+
+def _count(account: Account, **filters: str) -> int:
+    r = account.get("Zentrunk/Call/", limit=1, **filters)
+    assert r.status_code == 200, r.text
+    return int(r.json()["meta"]["total_count"])
+
+
+def _active_calls(edge: EdgeProcess) -> float:
+    text = httpx.get(f"http://127.0.0.1:{edge.http_port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("opentrunk_active_calls "):
+            return float(line.split()[1])
+    raise AssertionError("no opentrunk_active_calls in /metrics")
+
+
+def test_thousand_calls_ending_every_way_leave_no_media_port_bound(
+    leak_edge: EdgeProcess, tmp_path: Path
+) -> None:
+    api = Api(leak_edge.http_port)
+    try:
+        account = api.account(cps=500, max_calls=10_000)
+        domain = account.trunk(acl=["127.0.0.1/32"])
+        caller = account.caller
+        plan = [
+            ("pbx-bye", 300, scenarios.pbx_call(domain, caller, hold_ms=50),
+             scenarios.carrier_answer(), "3010"),
+            ("carrier-bye", 200, scenarios.pbx_call(domain, caller, carrier_hangs_up=True),
+             scenarios.carrier_answer(hangs_up_after_ms=300), "3000"),
+            ("busy", 150, scenarios.pbx_refused(domain, caller, 486),
+             scenarios.carrier_refuse(486, ring=True), None),
+            ("cancel", 100, scenarios.pbx_cancel(domain, caller),
+             scenarios.carrier_ring_until_cancel(), None),
+            ("rtp-timeout", 150, scenarios.pbx_call(domain, caller, carrier_hangs_up=True),
+             scenarios.carrier_answer(), "3020"),
+            ("bad-sdp", 100, _no_c_line(scenarios.pbx_refused(domain, caller, 488)),
+             None, "4430"),
+        ]  # fmt: skip
+        destinations: dict[str, tuple[str, int, str | None]] = {}
+        for name, calls, pbx_xml, carrier_xml, code in plan:
+            destination = _run(leak_edge, api, account, tmp_path, name, calls, pbx_xml, carrier_xml)
+            destinations[name] = (destination, calls, code)
+        deadline = time.monotonic() + 15
+        while _active_calls(leak_edge) > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert bound_media_ports() == []
+        time.sleep(1.0)  # the record writer's last batch
+        assert _count(account) == sum(calls for _n, calls, *_rest in plan) == 1000
+        for name, (destination, calls, code) in destinations.items():
+            if code is not None:
+                got = _count(account, to_number=destination, hangup_cause_code=code)
+                assert got == calls, (name, code, got)
+    finally:
+        api.close()
