@@ -15,7 +15,9 @@ concurrent call with N calls up.
     .venv/bin/python bench/edge_calls.py --memory 2000
 
 sipp runs without per-message tracing (-trace_msg costs it more CPU than the edge's
-parse); `--work DIR` keeps the scenario files, sipp's screens and error logs there.
+parse); `--work DIR` keeps the scenario files, sipp's screens and error logs there;
+`--probe` runs the edge under bench/edge_probe.py and adds its event-loop lag and
+garbage-collection figures to each rate's line.
 The edge's own settings are the defaults (SQLite under a temporary data dir, uvloop, a
 carrier timeout of 5 s rather than the e2e harness's 1.5 s).
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from e2e import scenarios
+from e2e import harness, scenarios
 from e2e.harness import Api, EdgeProcess, Sipp, pbx_args, sipp_binary, unique_number, wait_udp
 
 USER, PASSWORD = "benchpbx", "Bench!pw1"
@@ -178,6 +180,7 @@ def run_rate(edge: EdgeProcess, work: Path, rate: float, duration: float, hold_m
     )
     load_before = os.getloadavg()[0]
     started = time.monotonic()
+    wall_start = time.time()
     result = pbx.wait(duration + 90)
     elapsed = time.monotonic() - started
     cpu = meter.stop()
@@ -199,7 +202,37 @@ def run_rate(edge: EdgeProcess, work: Path, rate: float, duration: float, hold_m
     )
     if failed:
         print(_failures(work, f"pbx-{rate:g}"), flush=True)
+    probe = os.environ.get("OPENTRUNK_PROBE_FILE")
+    if probe:
+        print(_probe_summary(Path(probe), wall_start), flush=True)
     api.close()
+
+
+def _probe_summary(path: Path, since: float) -> str:
+    """Event-loop lag and garbage-collection figures (bench/edge_probe.py) since `since`."""
+    lags: list[float] = []
+    gc_ms = [0.0, 0.0, 0.0]
+    longest = 0.0
+    objects = 0
+    for line in path.read_text().splitlines():
+        stamp, *fields = line.split()
+        if float(stamp) < since:
+            continue
+        values = dict(field.split("=", 1) for field in fields)
+        lags.append(float(values["lag_ms"]))
+        for i, ms in enumerate(values["gc_ms"].split(",")):
+            gc_ms[i] += float(ms)
+        longest = max(longest, float(values["gc_max_ms"]))
+        objects = int(values["objects"])
+    if not lags:
+        return "    probe: no samples"
+    seconds = len(lags)
+    return (
+        f"    probe: loop lag p50 {statistics.median(lags):.0f} ms, max {max(lags):.0f} ms; "
+        f"GC ms per second gen0 {gc_ms[0] / seconds:.0f}, gen1 {gc_ms[1] / seconds:.0f}, "
+        f"gen2 {gc_ms[2] / seconds:.0f}, longest {longest:.0f} ms; "
+        f"{objects} tracked objects at the end"
+    )
 
 
 def _counter(output: str, name: str) -> int:
@@ -251,7 +284,7 @@ def run_memory(edge: EdgeProcess, work: Path, concurrent: int, rate: float) -> N
     so that every call is up), then compare the edge's RSS with its idle RSS."""
     assert edge.process is not None
     api = Api(edge.http_port)
-    hold_ms = int(concurrent / rate * 1000) + 15_000
+    hold_ms = int(concurrent / rate * 1000) + 45_000
     carrier = BenchSipp(scenarios.carrier_answer(), ["-m", str(concurrent)], work, "carrier-mem")
     carrier.start()
     wait_udp(carrier.port)
@@ -274,7 +307,7 @@ def run_memory(edge: EdgeProcess, work: Path, concurrent: int, rate: float) -> N
     ]
     args += ["-l", str(concurrent + 10)]
     pbx = BenchSipp(xml, args, work, "pbx-mem").start()
-    deadline = time.monotonic() + concurrent / rate + 10
+    deadline = time.monotonic() + concurrent / rate + 40
     peak_active = 0.0
     peak_rss = before
     while time.monotonic() < deadline:
@@ -307,12 +340,24 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, help="measure with N calls up")
     parser.add_argument("--memory-rate", type=float, default=100.0, help="ramp-up calls/s")
     parser.add_argument("--work", type=Path, default=None, help="keep sipp's files here")
+    parser.add_argument(
+        "--probe", action="store_true", help="record loop lag and GC pauses (edge_probe.py)"
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if options.work is not None:
             options.work.mkdir(parents=True, exist_ok=True)
             work = options.work
+        if options.probe:
+            launcher = work / "opentrunk-probe"
+            launcher.write_text(
+                f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("edge_probe.py")}"'
+                ' "$@"\n'
+            )
+            launcher.chmod(0o755)
+            harness.OPENTRUNK = str(launcher)
+            os.environ["OPENTRUNK_PROBE_FILE"] = str(work / "probe.txt")
         # The harness shortens the carrier timeout to 1.5 s for quick tests; a benchmark
         # of the edge as deployed keeps the default (5 s, docs/edge.md).
         edge = EdgeProcess(

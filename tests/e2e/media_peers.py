@@ -263,6 +263,38 @@ class Pbx(Peer):
             self.sock.send(self._in_dialog("ACK", cseq))
         return final
 
+    async def refer(self, refer_to: str, timeout: float = 5.0) -> Response:
+        """REFER inside the call (a blind transfer); returns the edge's answer."""
+        self.cseq += 1
+        cseq = self.cseq
+        text = self._in_dialog("REFER", cseq).decode()
+        head, _, rest = text.partition("Content-Length:")
+        self.sock.send(
+            f"{head}Refer-To: <{refer_to}>\r\n{self._contact()}\r\n".encode()
+            + b"Content-Length:"
+            + rest.encode()
+        )
+        final = await self.wait_for(
+            lambda m: isinstance(m, Response) and m.cseq.method == "REFER" and m.status >= 200,
+            timeout,
+        )
+        assert isinstance(final, Response)
+        return final
+
+    async def follow_transfer(self, timeout: float) -> list[str]:
+        """Answer the edge's NOTIFYs (200) until its BYE (answered too); returns the
+        sipfrag status lines in order."""
+        frags: list[str] = []
+        while True:
+            request = await self.wait_for(
+                lambda m: isinstance(m, Request) and m.method in ("NOTIFY", "BYE"), timeout
+            )
+            assert isinstance(request, Request)
+            self.respond(request, 200)
+            if request.method == "BYE":
+                return frags
+            frags.append(request.body.decode().strip())
+
     async def bye(self, timeout: float = 5.0) -> Response:
         self.cseq += 1
         cseq = self.cseq
@@ -317,7 +349,36 @@ class Carrier(Peer):
         await self.wait_request("ACK", timeout)
         return request
 
+    async def bye(self, timeout: float = 5.0) -> Response:
+        """Hang up from the carrier's side; returns the edge's answer."""
+        self.sock.send(carrier_bye(self))
+        final = await self.wait_for(
+            lambda m: isinstance(m, Response) and m.cseq.method == "BYE" and m.status >= 200,
+            timeout,
+        )
+        assert isinstance(final, Response)
+        return final
+
     async def take_bye(self, timeout: float) -> Request:
         bye = await self.wait_request("BYE", timeout)
         self.respond(bye, 200)
         return bye
+
+
+def carrier_bye(carrier: Carrier) -> bytes:
+    """The BYE a carrier sends inside the dialog the edge's INVITE created."""
+    invite = carrier.invite
+    assert invite is not None
+    carrier.cseq += 1
+    branch = "z9hG4bK" + secrets.token_hex(8)
+    return _text(
+        [
+            f"BYE {carrier.edge_contact} SIP/2.0",
+            f"Via: SIP/2.0/UDP {HOST}:{carrier.port};branch={branch};rport",
+            f"From: {invite.headers.get('To')};tag={carrier.tag}",
+            f"To: {invite.headers.get('From')}",
+            f"Call-ID: {invite.call_id}",
+            f"CSeq: {carrier.cseq} BYE",
+            "Max-Forwards: 70",
+        ]
+    )

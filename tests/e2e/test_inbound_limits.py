@@ -53,6 +53,13 @@ def test_second_inbound_call_over_max_calls_is_5190(
     assert codes == ["3000", "5190"], codes
 
 
+# The carrier's offer (an INVITE without one is refused 488, docs/edge.md).
+_SDP = (
+    "v=0\r\no=carrier 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
 def _invite(edge_port: int, local_port: int, number: str, index: int) -> bytes:
     return (
         f"INVITE sip:+{number}@127.0.0.1:{edge_port} SIP/2.0\r\n"
@@ -60,7 +67,8 @@ def _invite(edge_port: int, local_port: int, number: str, index: int) -> bytes:
         f"From: <sip:+1415555010{index}@127.0.0.1>;tag=cps{index}\r\n"
         f"To: <sip:+{number}@127.0.0.1>\r\nCall-ID: cps-{index}-{time.monotonic_ns()}\r\n"
         "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
-        f"Contact: <sip:carrier@127.0.0.1:{local_port}>\r\nContent-Length: 0\r\n\r\n"
+        f"Contact: <sip:carrier@127.0.0.1:{local_port}>\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(_SDP)}\r\n\r\n{_SDP}"
     ).encode()
 
 

@@ -30,6 +30,9 @@ from opentrunk.media.rtp import build_rtp, parse_rtp_header
 
 HOST = "127.0.0.1"
 RTP_TIMEOUT = 2
+# The relay's range, below the kernel's ephemeral range (32768-60999), so that no
+# other program's port-0 socket (a test peer, sipp) can take one of its ports.
+MEDIA_LOW, MEDIA_HIGH = 24000, 24999
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def media_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess
         data,
         env={
             "OPENTRUNK_RTP_TIMEOUT": str(RTP_TIMEOUT),
-            "OPENTRUNK_MEDIA_PORTS": "36000-36999",
+            "OPENTRUNK_MEDIA_PORTS": f"{MEDIA_LOW}-{MEDIA_HIGH}",
             "OPENTRUNK_SIP_TLS": f"{HOST}:{tls_port}",
             "OPENTRUNK_TLS_CERT": str(cert.cert_path),
             "OPENTRUNK_TLS_KEY": str(cert.key_path),
@@ -125,13 +128,18 @@ async def open_call(
 
 
 def assert_anchored(
-    offer_to_carrier: bytes, answer_to_pbx: bytes, pbx: RtpPeer, far: RtpPeer
+    offer_to_carrier: bytes,
+    answer_to_pbx: bytes,
+    pbx: RtpPeer,
+    far: RtpPeer,
+    ports: tuple[int, int] = (MEDIA_LOW, MEDIA_HIGH),
 ) -> None:
-    """Neither side sees the other's media port; both are told the relay's."""
+    """Neither side sees the other's media port; both are told the relay's (`ports`)."""
     assert sdp_port(offer_to_carrier) not in (pbx.port, far.port)
     assert sdp_port(answer_to_pbx) not in (pbx.port, far.port)
     assert sdp_port(offer_to_carrier) != sdp_port(answer_to_pbx)
-    assert 36000 <= sdp_port(offer_to_carrier) <= 36999
+    for body in (offer_to_carrier, answer_to_pbx):
+        assert ports[0] <= sdp_port(body) <= ports[1]
     assert b"a=crypto" not in offer_to_carrier
 
 

@@ -2,13 +2,14 @@
 edge sees (PBX BYE, carrier BYE, carrier busy, PBX CANCEL, RTP timeout, SDP the relay
 cannot anchor), then not one port of the relay's range is still bound.
 
-The relay's range is private to this test's edge (38000-39999), so the check reads the
+The relay's range is private to this test's edge (26000-27999), so the check reads the
 kernel's socket table (/proc/net/udp) rather than anything the edge reports itself.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,11 @@ from e2e.harness import (
 
 pytestmark = [pytest.mark.sipp, pytest.mark.slow]
 
-LOW, HIGH = 38000, 39999
+# Below the kernel's ephemeral range (32768-60999): a port-0 socket of any other
+# program (sipp, a test's RTP peer) can never land in it and look like a leak.
+LOW, HIGH = 26000, 27999
+RTP_TIMEOUT = 3  # seconds; the rtp-timeout calls wait up to 10 s for the edge's BYE
+RATE = 50.0  # calls per second per batch: paced so that a loaded machine keeps up
 
 
 def bound_media_ports() -> list[int]:
@@ -52,7 +57,16 @@ def leak_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]
     assert not bound_media_ports(), "the test's media range is in use by something else"
     process = EdgeProcess(
         tmp_path_factory.mktemp("leak-edge"),
-        env={"OPENTRUNK_RTP_TIMEOUT": "1", "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}"},
+        env={
+            # sipp sends no RTP, so every answered call is silent: the RTP timeout stays
+            # well above how long a PBX's BYE can take on a loaded machine, and the
+            # carrier timeout well above how late a CPU-starved sipp UAS answers (with
+            # the suite's 1.5 s, 13 of 200 calls ended 4160 at a load of 10). This test
+            # is about ports, not timers: both are generous.
+            "OPENTRUNK_RTP_TIMEOUT": str(RTP_TIMEOUT),
+            "OPENTRUNK_CARRIER_TIMEOUT": "10",
+            "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}",
+        },
     )
     process.start()
     try:
@@ -75,7 +89,7 @@ def _run(
     calls: int,
     pbx_xml: str,
     carrier_xml: str | None,
-    rate: float = 100.0,
+    rate: float = RATE,
 ) -> str:
     destination = unique_number()
     runs = []
@@ -101,6 +115,35 @@ def _count(account: Account, **filters: str) -> int:
     r = account.get("Zentrunk/Call/", limit=1, **filters)
     assert r.status_code == 200, r.text
     return int(r.json()["meta"]["total_count"])
+
+
+def _settled(account: Account, destination: str, code: str, calls: int) -> int:
+    """How many calls to `destination` are recorded with `code`, given (bounded) time to
+    reach `calls`: `/metrics` counts a call ended at once, but its record is closed
+    after its media is released and then written by the batched writer, which backs
+    off when SQLite is busy, so on a loaded machine the last records can lag by more
+    than a second. (A run once counted 299 of 300 PBX-BYE calls as 3010 although sipp
+    saw all 300 end normally; a record still open is the explanation that fits.)"""
+    deadline = time.monotonic() + 20
+    while True:
+        got = _count(account, to_number=destination, hangup_cause_code=code)
+        if got == calls or time.monotonic() > deadline:
+            return got
+        time.sleep(0.25)
+
+
+def _codes(account: Account, destination: str) -> Counter[str]:
+    """How the calls to `destination` ended, code by code (for a failure's message)."""
+    found: Counter[str] = Counter()
+    offset = 0
+    while True:
+        r = account.get("Zentrunk/Call/", limit=20, offset=offset, to_number=destination)
+        assert r.status_code == 200, r.text
+        objects = r.json()["objects"]
+        found.update(str(o["hangup_cause_code"]) for o in objects)
+        if len(objects) < 20:
+            return found
+        offset += 20
 
 
 def _active_calls(edge: EdgeProcess) -> float:
@@ -146,7 +189,7 @@ def test_thousand_calls_ending_every_way_leave_no_media_port_bound(
         assert _count(account) == sum(calls for _n, calls, *_rest in plan) == 1000
         for name, (destination, calls, code) in destinations.items():
             if code is not None:
-                got = _count(account, to_number=destination, hangup_cause_code=code)
-                assert got == calls, (name, code, got)
+                got = _settled(account, destination, code, calls)
+                assert got == calls, (name, code, got, _codes(account, destination))
     finally:
         api.close()

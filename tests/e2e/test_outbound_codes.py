@@ -59,6 +59,10 @@ FUNCTION_CODES: dict[str, set[int]] = {
     "carrier_cancelled": {4420},  # the inbound record of an on-net call (edge/onnet.py)
     "bye_from": {3000, 3010},
     "crash_recovery": {5250},
+    # Media anchoring (edge/media_session.py): no ports, SDP it cannot anchor (or no
+    # offer at all), the media service failing; mid-call, an answer it cannot anchor.
+    "media_refusal": {5010, 4430, 5270},
+    "media_failure": {5270},
     "rtp_timeout": {3020},
     "midcall_failure": {5330, 5340, 5310, 5220},
     "attempts_outcome": _carrier_final_codes() | {5000},
@@ -133,6 +137,7 @@ HOPS = "test_outbound_hops.py"
 CRASH = "test_outbound_crash.py"
 MIDCALL_FAILURES = "test_outbound_midcall_failures.py"
 MEDIA = "test_media_calls.py"
+MEDIA_CODES = "test_media_codes.py"
 
 # code -> the test (file::function) that checks a call ending with it, end to end.
 COVERAGE: dict[int, str] = {
@@ -149,7 +154,11 @@ COVERAGE: dict[int, str] = {
     4190: f"{CALLS}::test_caller_id_rules",
     4370: f"{HOPS}::test_invite_carrying_the_edge_via_is_482_and_recorded_4370",
     4380: f"{HOPS}::test_max_forwards_zero_is_483_and_recorded_4380",
+    4080: "test_inbound_onnet.py::test_own_number_not_on_a_trunk_is_refused_on_net",
     4420: "test_inbound_calls.py::test_carrier_cancels",
+    4430: f"{MEDIA_CODES}::test_srtp_key_the_relay_cannot_use_is_488_4430",
+    5010: f"{MEDIA_CODES}::test_no_free_media_ports_is_503_5010",
+    5270: f"{MEDIA_CODES}::test_reinvite_answer_the_relay_cannot_anchor_ends_the_call_5270",
     4540: f"{CALLS}::test_disabled_trunk",
     4550: f"{CALLS}::test_pbx_cancels_before_answer",
     4560: f"{CALLS}::test_barred_country",

@@ -269,8 +269,12 @@ async def _relay(
             call.media, answer.body, answer_type, SdpHop(call.call_uuid, side.value, "answer")
         )
     except MediaError:
-        back = b""
+        # The relay cannot follow the other leg's new media: the call cannot go on.
+        # The sender's offer is refused (488, not a 2xx without its answer) and both
+        # legs get BYE (5270).
         hang_up(endpoint, call, None, media_failure())
+        incoming.respond(488)
+        return
     extra = (("Content-Type", answer_type),) if answer_type and back else ()
     contact = endpoint.contact_uri(None, incoming.source.transport)
     status = answer.status if answer.status < 700 else 500

@@ -214,6 +214,9 @@ class LegPlacer:
         # The per-minute rate of the leg being placed (a carrier's; 0 towards a PBX).
         self.rate = Decimal(0)
         self.cancelled: asyncio.Future[None] = self.loop.create_future()
+        # The far side's SDP in its 2xx as it sent it (`prepare_answer` may rewrite the
+        # response's body for the near side); what the leg's `sdp` keeps.
+        self.answer_sdp = b""
 
     # -- hooks for the users ------------------------------------------------------------
 
@@ -341,6 +344,7 @@ class LegPlacer:
         if self.post_dial_delay is None:
             self.post_dial_delay = self.loop.time() - self.started
         leg = Leg(self.far_side, attempt.dest, dialog)
+        self.answer_sdp = final.body
         if not await self.prepare_answer(final):
             send_bye(self.edge.endpoint, leg)
             return 488
@@ -438,8 +442,13 @@ class BridgedCall(LegPlacer):
             self.edge.release_slot(self.slot_account, self.call_uuid)
 
     async def _close_with_media(self, media: CallMedia, finish: CallFinish) -> None:
-        quality = await media.release()
-        self.edge.recorder.close(self.call_uuid, with_quality(finish, quality))
+        quality = None
+        try:
+            quality = await media.release()
+        finally:
+            # Whatever the release did (even a failure nobody foresaw, or the task
+            # cancelled at stop), the record is closed, without figures if need be.
+            self.edge.recorder.close(self.call_uuid, with_quality(finish, quality))
 
     async def prepare_answer(self, final: Response) -> bool:
         media = self.media
@@ -506,7 +515,7 @@ class BridgedCall(LegPlacer):
         self.edge.metrics.response_sent(200)
         near_dialog = Dialog.as_uas(self.request, self.incoming.local_tag, early=False)
         near = Leg(self.near_side, self.incoming.source, near_dialog, self.request.body)
-        leg.sdp = final.body
+        leg.sdp = self.answer_sdp
         customer, carrier = (near, leg) if self.near_side is Side.CUSTOMER else (leg, near)
         answer_time = utcnow()
         self.edge.recorder.answered(self.call_uuid, answer_time)

@@ -70,15 +70,17 @@ from opentrunk.edge.bridge import (
     utcnow,
 )
 from opentrunk.edge.logs import event
+from opentrunk.edge.media_session import CallMedia, media_refusal
 from opentrunk.edge.origination import (
     BadOriginationUri,
     OriginationTarget,
     locate_target,
     parse_origination_uri,
 )
-from opentrunk.edge.sdp_relay import SdpHop, relay_sdp
+from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp, relay_sdp
 from opentrunk.edge.views import CallFinish, CallStart, CarrierView, InboundRoute
 from opentrunk.edge.views import OriginationUriView as UriView
+from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import new_tag
 from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.message import Request
@@ -131,10 +133,13 @@ def pbx_invite(
     caller: str,
     target: OriginationTarget,
     dest: Address,
+    *,
+    offer: bytes,
 ) -> Request:
     """The INVITE of a PBX leg (a new dialog of the edge's own): Request-URI
-    `sip:+E164@host[:port]` with the called number, From the caller as given, the SDP
-    of `request` (the call's incoming INVITE) and its `PASSED_HEADERS`."""
+    `sip:+E164@host[:port]` with the called number, From the caller as given, the
+    `offer` (the SDP of `request`, the call's incoming INVITE, as anchored for the PBX)
+    and the request's `PASSED_HEADERS`."""
     endpoint = edge.endpoint
     edge_host, _ = endpoint.transports[dest.transport].sent_by
     params: dict[str, str | None] = {}
@@ -144,7 +149,7 @@ def pbx_invite(
     max_forwards = request.max_forwards
     hops = 70 if max_forwards is None else min(70, max_forwards - 1)
     content_type = request.headers.get("Content-Type")
-    body = relay_sdp(request.body, content_type, SdpHop(call_uuid, "customer", "offer"))
+    body = relay_sdp(offer, content_type, SdpHop(call_uuid, "customer", "offer"))
     headers = [
         ("Max-Forwards", str(hops)),
         ("From", f"<sip:{caller or 'anonymous'}@{format_host(edge_host)}>;tag={new_tag()}"),
@@ -224,6 +229,7 @@ class InboundCall(BridgedCall):
         self.called: str | None = None
         self.caller = user_of(self.request.from_.uri) or ""
         self.last_uri: str | None = None
+        self.offer = self.request.body  # the offer the PBX gets (anchored when admitted)
 
     async def _run(self) -> None:
         edge = self.edge
@@ -253,6 +259,19 @@ class InboundCall(BridgedCall):
                 return self.finish(refused)
             if account.max_calls is not None:
                 self.slot_account = str(account.account_id)
+        if self.cancelled.done():
+            return self.finish(carrier_cancelled())
+        # The carrier is media leg "a" (it sent the INVITE), the PBX "b"; plain RTP on
+        # both (SRTP is negotiated only for a secure trunk's own outbound calls).
+        self.media = CallMedia(
+            edge.media, self.call_uuid, a_side=Side.CARRIER, metrics=edge.metrics
+        )
+        content_type = self.request.headers.get("Content-Type")
+        hop = SdpHop(self.call_uuid, "customer", "offer")
+        try:
+            self.offer = await anchor_sdp(self.media, self.request.body, content_type, hop)
+        except MediaError as exc:
+            return self.finish(media_refusal(exc))
         outcome = await deliver_to_pbx(self, route, self._pbx_invite, self._tried)
         if outcome is Attempted.ANSWERED:
             return
@@ -266,7 +285,14 @@ class InboundCall(BridgedCall):
 
     def _pbx_invite(self, target: OriginationTarget, dest: Address) -> Request:
         return pbx_invite(
-            self.edge, self.call_uuid, self.request, self.called or "", self.caller, target, dest
+            self.edge,
+            self.call_uuid,
+            self.request,
+            self.called or "",
+            self.caller,
+            target,
+            dest,
+            offer=self.offer,
         )
 
     # -- the record ------------------------------------------------------------------
@@ -292,11 +318,12 @@ class InboundCall(BridgedCall):
         )
 
     def call_finish(self, end: CallEnd, answer_time: datetime | None) -> CallFinish:
+        delay = self.post_dial_delay
         return CallFinish(
             end=end,
             end_time=utcnow(),
             answer_time=answer_time,
-            post_dial_delay=self.post_dial_delay,
+            post_dial_delay=None if delay is None else delay * 1000,  # ms, as Insights
             from_carrier=self.carrier.name if self.carrier is not None else None,
             to_carrier=self.last_uri,
         )

@@ -12,7 +12,8 @@ carrier) and the media backend's legs ("a" sent the initial INVITE, "b" received
   figures (`CallQuality`), which `with_quality` copies into the record's `CallFinish`.
 
 Failures map to hangup codes (`media_refusal`): no free ports 5010, SDP that cannot be
-anchored 4430 (488), anything else 5270.
+anchored 4430 (488), anything else 5270. A first INVITE without an SDP offer (delayed
+offer) cannot be anchored either: 4430 (488) before any far leg is tried.
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ class CallMedia:
     ) -> bytes:
         """The body to send on the other leg (MediaError when it cannot be anchored)."""
         if not is_sdp(body, content_type):
+            if kind == "offer" and not self.anchored:
+                # A first INVITE without an SDP offer (delayed offer, RFC 3261 13.2.1)
+                # would put the offer in the far side's 200 and the answer in the
+                # near side's ACK; the edge does not hold back its ACK for that, so it
+                # refuses the call before any carrier is tried (488, 4430).
+                raise MediaSdpError("an INVITE without an SDP offer cannot be anchored")
             return body
         if self._released is not None:
             raise MediaError("the call's media was already released")
@@ -115,18 +122,24 @@ class CallMedia:
         """Free the call's media (once; later calls get the same figures)."""
         if self._released is not None:
             return await asyncio.shield(self._released)
-        self._released = asyncio.get_running_loop().create_future()
+        released = self._released = asyncio.get_running_loop().create_future()
         quality: CallQuality | None = None
         try:
             quality = await asyncio.wait_for(self.backend.delete(self.call_uuid), RELEASE_TIMEOUT)
         except (MediaError, TimeoutError, OSError) as exc:
             log.warning("media release failed: %s", type(exc).__name__)
+        except Exception:
+            log.exception("media release failed")
+        finally:
+            # Every waiter (the record, an on-net call's second record) gets an answer,
+            # even when the release failed or was cancelled.
+            if not released.done():
+                released.set_result(quality)
         if quality is not None and self.metrics is not None:
             self.metrics.media_released(
                 sum(s.srtp_failures for s in quality.streams),
                 sum(s.foreign_dropped for s in quality.streams),
             )
-        self._released.set_result(quality)
         return quality
 
 

@@ -29,10 +29,12 @@ from opentrunk.domain.hangup_codes import CallEnd, Side, bye_from
 from opentrunk.domain.numbers import country_of
 from opentrunk.edge.bridge import record_digits, utcnow
 from opentrunk.edge.logs import event
+from opentrunk.edge.media_session import with_quality
 from opentrunk.edge.views import CallFinish, CallStart, InboundRoute
 
 if TYPE_CHECKING:
     from opentrunk.edge.server import SipEdge
+    from opentrunk.media.backend import CallQuality
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +92,27 @@ class OnNetRecord:
     def answered(self, answer_time: datetime) -> None:
         self.edge.recorder.answered(self.call_uuid, answer_time)
 
-    def finish(self, end: CallEnd, answer_time: datetime | None = None) -> None:
+    def finish(
+        self,
+        end: CallEnd,
+        answer_time: datetime | None = None,
+        quality: CallQuality | None = None,
+    ) -> None:
+        """Close the inbound record; `quality`: the call's media figures (one relay
+        session carries both PBXes, so both records show the same Insights)."""
         if self.finished:
             return
         self.finished = True
         delay = self.post_dial_delay
-        self.edge.recorder.close(
-            self.call_uuid,
-            CallFinish(
-                end=end,
-                end_time=utcnow(),
-                answer_time=answer_time,
-                post_dial_delay=None if delay is None else delay * 1000,  # ms
-                from_carrier=FROM_CARRIER,
-                to_carrier=self.last_uri,
-            ),
+        finish = CallFinish(
+            end=end,
+            end_time=utcnow(),
+            answer_time=answer_time,
+            post_dial_delay=None if delay is None else delay * 1000,  # ms
+            from_carrier=FROM_CARRIER,
+            to_carrier=self.last_uri,
         )
+        self.edge.recorder.close(self.call_uuid, with_quality(finish, quality))
         self.edge.metrics.call_ended(end)
         if self.slot_account is not None:
             self.edge.release_slot(self.slot_account, self.call_uuid)

@@ -386,6 +386,7 @@ class OutboundCall(BridgedCall):
             routed.caller_id,
             target,
             dest,
+            offer=self.offer,
         )
 
     def on_answer(self, attempt: Attempt, final: Response, leg: Leg) -> Placed:
@@ -398,8 +399,18 @@ class OutboundCall(BridgedCall):
 
     def _on_call_finished(self, end: CallEnd, answer_time: datetime) -> None:
         super()._on_call_finished(end, answer_time)
-        if self.on_net is not None:
-            self.on_net.finish(mirrored(end), answer_time)
+        on_net, media = self.on_net, self.media
+        if on_net is None:
+            return
+        if media is None:
+            on_net.finish(mirrored(end), answer_time)
+            return
+
+        async def close_with_media(on_net: OnNetRecord, media: CallMedia) -> None:
+            # The release `finish` started; this gets the same figures, once freed.
+            on_net.finish(mirrored(end), answer_time, await media.release())
+
+        self.edge.spawn(close_with_media(on_net, media))
 
     # -- the record ------------------------------------------------------------------
 

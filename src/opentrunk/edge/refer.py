@@ -8,7 +8,8 @@ rule, and bridged to it in place of the transferor (CALLS.md "Mid-call", issue 5
 - `Refer-To` (exactly one) must be `sip:+E164@{the call's own trunk domain}`: missing or
   malformed, or a user that is not an E.164 number, is 400; any other domain or address
   (another trunk, a private address, a tel: URI, a Replaces header asking for an attended
-  transfer) is 403; a transfer already under way is 491;
+  transfer) is 403; a transfer already under way is 491; a call whose customer leg
+  speaks SRTP (a secure trunk) cannot be transferred to a plain-RTP carrier leg: 403;
 - otherwise 202, a NOTIFY `SIP/2.0 100 Trying`, and a `Transfer` runs.
 
 `Transfer` is the third user of `bridge.LegPlacer`. It opens its own call record
@@ -45,6 +46,7 @@ from opentrunk.domain.hangup_codes import (
     Side,
     bye_from,
     customer_cancelled,
+    media_failure,
     refusal,
 )
 from opentrunk.domain.numbers import InvalidNumber, normalize_e164
@@ -60,14 +62,16 @@ from opentrunk.edge.bridge import (
     utcnow,
 )
 from opentrunk.edge.logs import event, set_call_uuid
+from opentrunk.edge.media_session import is_sdp, media_refusal
 from opentrunk.edge.outbound import (
     carrier_call_finish,
     carrier_invite,
     carrier_timers,
     dial_carriers,
 )
-from opentrunk.edge.sdp_relay import SdpHop, relay_sdp
+from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp, relay_sdp
 from opentrunk.edge.views import AccountView, CallStart, CarrierView
+from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import DialogError, DialogState
 from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.headers import parse_name_addr
@@ -127,6 +131,11 @@ async def handle_refer(edge: SipEdge, call: Call, side: Side, incoming: Incoming
     if call.transferring:
         incoming.respond(491)
         return
+    if call.media is not None and call.media.srtp:
+        # The relay speaks SRTP to the customer's leg of a secure trunk's call; the new
+        # leg goes to a carrier, which gets plain RTP only, so it cannot take that part.
+        incoming.respond(403, "Transfer Of An SRTP Call Not Supported")
+        return
     target = refer_target(request.headers.get_all("Refer-To"), owner.trunk_domain)
     if isinstance(target, int):
         event(log, logging.INFO, "transfer refused", status=target)
@@ -161,6 +170,7 @@ class Transfer(LegPlacer):
         self.finished = False
         self.rang = False
         self.previous_finish = call.on_finish
+        self.offer = b""  # the far party's SDP as the new leg gets it (anchored)
 
     # -- the run -----------------------------------------------------------------------
 
@@ -213,12 +223,21 @@ class Transfer(LegPlacer):
             self.slot_account = str(account.account_id)
         if self.cancelled.done():
             return Attempted.CANCELLED
+        # The new leg is offered the far party's last SDP through the call's media
+        # session: it gets the relay's port of the customer's side (the transferor's,
+        # which it replaces), and the far party keeps sending to the same relay port.
+        far = self.call.carrier
+        offer = far.sdp if far is not None else b""
+        hop = SdpHop(self.call.call_uuid, "customer", "offer")
+        try:
+            self.offer = await anchor_sdp(self.call.media, offer, "application/sdp", hop)
+        except MediaError as exc:
+            return media_refusal(exc)
         return await dial_carriers(self, screened, self._carrier_invite)
 
     def _carrier_invite(self, carrier: CarrierView, dest: Address) -> Request:
         assert self.routed is not None
-        far = self.call.carrier
-        offer = far.sdp if far is not None else b""
+        offer = self.offer
         headers: tuple[tuple[str, str], ...] = ()
         if self.referred_by:
             headers = (("Referred-By", self.referred_by),)
@@ -236,6 +255,20 @@ class Transfer(LegPlacer):
 
     # -- progress and answer ---------------------------------------------------------------
 
+    async def prepare_answer(self, final: Response) -> bool:
+        """The new leg's answer through the call's media (the relay re-latches the
+        customer's side on it); the body becomes the far party's re-offer."""
+        content_type = final.headers.get("Content-Type")
+        if not is_sdp(final.body, content_type) or self.call.ended:
+            return True
+        hop = SdpHop(self.call.call_uuid, "carrier", "answer")
+        try:
+            final.body = await anchor_sdp(self.call.media, final.body, content_type, hop)
+        except MediaError as exc:
+            event(log, logging.WARNING, "transfer answer not anchored", error=type(exc).__name__)
+            return False
+        return True
+
     def on_progress(self, attempt: Attempt, response: Response) -> None:
         if not self.rang and response.status in (180, 183):
             self.rang = True
@@ -252,7 +285,7 @@ class Transfer(LegPlacer):
         self.edge.recorder.answered(self.call_uuid, answer_time)
         # The new leg plays the customer's part from now on.
         leg.side = Side.CUSTOMER
-        leg.sdp = final.body
+        leg.sdp = self.answer_sdp
         transferor = call.customer
         if transferor.dialog is not None:
             registry.remove_leg(transferor.dialog)
@@ -286,7 +319,8 @@ class Transfer(LegPlacer):
             self.edge.registry.remove_leg(transferor.dialog)
 
     async def _reoffer_far_party(self, answer: Response) -> None:
-        """Point the far party's media at the new leg: a re-INVITE with its SDP."""
+        """Point the far party's media at the new leg: a re-INVITE with its SDP (as
+        anchored by `prepare_answer`: the relay's address, the new leg's codecs)."""
         call = self.call
         far = call.carrier
         if far is None or far.dialog is None or not answer.body:
@@ -315,10 +349,21 @@ class Transfer(LegPlacer):
             self.edge.endpoint.send_ack(far.dialog.create_ack(), far.dest)
             if result.body:
                 far.sdp = result.body
+                await self._far_party_answered(result)
         else:
             event(
                 log, logging.WARNING, "far party refused the transfer's media", status=result.status
             )
+
+    async def _far_party_answered(self, result: Response) -> None:
+        """The far party's answer to the re-offer goes to the call's media (it may have
+        moved its media); the new leg already has its answer, so nothing is sent on."""
+        call = self.call
+        hop = SdpHop(call.call_uuid, "customer", "answer")
+        try:
+            await anchor_sdp(call.media, result.body, result.headers.get("Content-Type"), hop)
+        except MediaError:
+            hang_up(self.edge.endpoint, call, None, media_failure())
 
     # -- NOTIFY ------------------------------------------------------------------------
 
