@@ -118,8 +118,10 @@ def print_plan(engine: Engine, account_id: int, to_number: str) -> None:
     }
     statements = {
         "count": f"SELECT count(*) FROM call_records WHERE {where}",
-        "page": f"SELECT * FROM call_records WHERE {where}"
-        " ORDER BY end_time DESC, call_uuid DESC LIMIT 20 OFFSET 0",
+        # services.calls.list_calls reads a page as a deferred join: the keys first.
+        "page": "SELECT * FROM call_records WHERE call_uuid IN (SELECT call_uuid FROM"
+        f" call_records WHERE {where} ORDER BY end_time DESC, call_uuid DESC LIMIT 20 OFFSET 0)"
+        " ORDER BY end_time DESC, call_uuid DESC",
     }
     with engine.connect() as conn:
         for label, sql in statements.items():

@@ -45,7 +45,7 @@ def test_sqlite_pragmas(tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migrations_create_schema_and_are_idempotent(backend, tmp_path):
     with open_store(backend, tmp_path) as store:
-        assert current_revision(store.engine) == "0001"
+        assert current_revision(store.engine) == "0002"
         upgrade(store.engine)  # again: a no-op
         tables = set(inspect(store.engine).get_table_names())
         assert {
@@ -60,7 +60,11 @@ def test_migrations_create_schema_and_are_idempotent(backend, tmp_path):
             "alembic_version",
         } <= tables
         indexes = {i["name"] for i in inspect(store.engine).get_indexes("call_records")}
-        assert {"ix_calls_account_end", "ix_calls_account_to_end"} <= indexes
+        assert {
+            "ix_calls_account_end",
+            "ix_calls_account_to_end",
+            "ix_calls_account_dir_to_end",
+        } <= indexes
 
 
 def test_ids_and_token_hash_at_rest(tmp_path):
@@ -141,3 +145,35 @@ def test_call_list_query_uses_an_account_index(backend, tmp_path):
                 conn.execute(text("SET enable_seqscan = off"))
                 plan = " ".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
         assert "ix_calls_account" in plan, plan
+
+
+def test_number_and_direction_list_is_answered_from_the_covering_index(tmp_path):
+    """The count and the page-key query of a to_number + call_direction list (the
+    statements services.calls.list_calls runs) read ix_calls_account_dir_to_end alone."""
+    from sqlalchemy import event
+
+    from opentrunk.services import calls
+
+    with open_store("sqlite", tmp_path) as store:
+        seen: list[tuple[str, tuple[object, ...]]] = []
+
+        def capture(conn, cursor, statement, params, context, many):  # type: ignore[no-untyped-def]
+            seen.append((statement, tuple(params)))
+
+        event.listen(store.engine, "before_cursor_execute", capture)
+        try:
+            calls.list_calls(store, 1, {"to_number": "1415", "call_direction": "outbound"}, 20, 0)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", capture)
+        (count, count_params), (page, page_params) = seen
+        # The page statement is "... WHERE call_uuid IN (<key query>) ORDER BY ...": its
+        # parameters all belong to the key query.
+        key_query = page[page.index("IN (") + 4 : page.rindex(")")]
+        with store.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            for sql, params in ((count, count_params), (key_query, page_params)):
+                plan = " ".join(
+                    str(r[-1]) for r in raw.execute("EXPLAIN QUERY PLAN " + sql, params)
+                )
+                assert "COVERING INDEX ix_calls_account_dir_to_end" in plan, (sql, plan)

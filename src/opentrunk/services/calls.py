@@ -205,16 +205,18 @@ def list_calls(
     if not has_time_filter:
         cond.append(c.end_time >= now - DEFAULT_WINDOW)
     where = and_(*cond)
+    order = (c.end_time.desc(), c.call_uuid.desc())
+    # Deferred join: pick the page's keys first, then read only those rows. The key query
+    # can be answered from an index alone (ix_calls_account_dir_to_end holds every column
+    # of the number + direction filters, end_time and call_uuid), so a filter matching
+    # thousands of records sorts index entries, not whole rows read one by one.
+    page_keys = select(c.call_uuid).where(where).order_by(*order).limit(limit).offset(offset)
     with store.engine.connect() as conn:
         total = conn.execute(
             select(func.count()).select_from(call_records).where(where)
         ).scalar_one()
         rows = conn.execute(
-            select(call_records)
-            .where(where)
-            .order_by(c.end_time.desc(), c.call_uuid.desc())
-            .limit(limit)
-            .offset(offset)
+            select(call_records).where(c.call_uuid.in_(page_keys)).order_by(*order)
         ).all()
     return Page(int(total), [call_view(r) for r in rows], limit, offset)
 

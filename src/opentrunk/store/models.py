@@ -204,5 +204,16 @@ call_records = Table(
     Index("ix_calls_account_from_end", "account_id", "from_number", "end_time"),
     Index("ix_calls_account_cause_end", "account_id", "hangup_cause_code", "end_time"),
     Index("ix_calls_account_dir_end", "account_id", "call_direction", "end_time"),
+    # Covering for a number (prefix) + direction list: its count and its page's key query
+    # never visit the table (migration 0002).
+    Index(
+        "ix_calls_account_dir_to_end",
+        "account_id",
+        "call_direction",
+        "to_number",
+        "end_time",
+        "state",
+        "call_uuid",
+    ),
     Index("ix_calls_state", "state"),
 )
