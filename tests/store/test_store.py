@@ -109,7 +109,11 @@ def test_open_records_closed_after_crash(backend, tmp_path):
             "initiation_time": now - timedelta(seconds=30),
         }
         live, done = str(uuid.uuid4()), str(uuid.uuid4())
-        insert_call_record(store.engine, {**base, "call_uuid": live})
+        # A length and charge written before the crash are not billed: nobody saw the end.
+        insert_call_record(
+            store.engine,
+            {**base, "call_uuid": live, "call_duration": 25, "total_amount": "0.50000"},
+        )
         insert_call_record(store.engine, {**base, "call_uuid": done})
         close_call_record(
             store.engine,
@@ -125,8 +129,29 @@ def test_open_records_closed_after_crash(backend, tmp_path):
             rows = {r.call_uuid: r for r in conn.execute(call_records.select())}
         assert rows[live].state == "closed" and rows[live].hangup_source == "zentrunk"
         assert rows[live].hangup_cause_code == 5250 and rows[live].end_time is not None
+        assert rows[live].call_duration == 0 and rows[live].total_amount == "0.00000"
         assert rows[done].hangup_cause_code == 3000
         assert close_abandoned_records(store.engine) == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recovery_keeps_the_running_process_live_calls_open(backend, tmp_path):
+    with open_store(backend, tmp_path) as store:
+        aid = account_id_of(store, create_account(store, "a")["auth_id"])
+        base = {
+            "account_id": aid,
+            "from_number": "+14155550100",
+            "to_number": "+14155550101",
+            "call_direction": "outbound",
+            "initiation_time": utcnow(),
+        }
+        orphan, ours = str(uuid.uuid4()), str(uuid.uuid4())
+        insert_call_record(store.engine, {**base, "call_uuid": orphan})
+        insert_call_record(store.engine, {**base, "call_uuid": ours})
+        assert close_abandoned_records(store.engine, live=[ours]) == 1
+        with store.engine.connect() as conn:
+            states = {r.call_uuid: r.state for r in conn.execute(call_records.select())}
+        assert states == {orphan: "closed", ours: "open"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from opentrunk.domain.billing import charge_call
-from opentrunk.domain.hangup_codes import crash_recovery
 from opentrunk.edge.views import CallFinish, CallStart
+from opentrunk.services.calls import close_abandoned_records
 from opentrunk.store.models import call_records
 from opentrunk.store.store import Store
 
@@ -309,7 +309,7 @@ class CallRecorder:
     async def recover_open_calls(self, now: datetime | None = None) -> int:
         """Close every record left open by a previous process; returns how many."""
         moment = db_time(now or datetime.now(UTC))
-        closed = await asyncio.to_thread(close_open_records, self.engine, moment, self._open)
+        closed = await asyncio.to_thread(close_abandoned_records, self.engine, moment, self._open)
         self.recovered += closed
         if closed:
             log.warning(
@@ -355,36 +355,3 @@ def _write_batch(conn: Any, items: Iterable[tuple[str, _Pending]]) -> None:
             .values({key: bindparam(key) for key in keys})
         )
         conn.execute(statement, rows)
-
-
-def close_open_records(engine: Engine, moment: datetime, live: Iterable[str] = ()) -> int:
-    """Close open records (except the `live` calls of this process) as crash victims."""
-    end = crash_recovery()
-    keep = set(live)
-    with engine.begin() as conn:
-        open_ids = [
-            row.call_uuid
-            for row in conn.execute(
-                select(call_records.c.call_uuid).where(call_records.c.state == "open")
-            )
-            if row.call_uuid not in keep
-        ]
-        if not open_ids:
-            return 0
-        statement = (
-            update(call_records)
-            .where(call_records.c.call_uuid == bindparam("b_call_uuid"))
-            .where(call_records.c.state == "open")
-            .values(
-                state="closed",
-                end_time=moment,
-                hangup_cause_code=end.code,
-                hangup_cause_name=end.name,
-                hangup_source=end.source.value,
-                call_duration=0,
-                bill_duration=0,
-                total_amount="0.00000",
-            )
-        )
-        conn.execute(statement, [{"b_call_uuid": call_uuid} for call_uuid in open_ids])
-    return len(open_ids)

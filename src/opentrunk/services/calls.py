@@ -109,21 +109,30 @@ def close_call_record(engine: Engine, call_uuid: str, values: Mapping[str, Any])
         )
 
 
-def close_abandoned_records(engine: Engine, now: datetime | None = None) -> int:
-    """On start: close every record a crashed process left open, with an internal-error
-    cause and the hangup source `zentrunk`. Returns how many were closed."""
+def close_abandoned_records(
+    engine: Engine, now: datetime | None = None, live: Iterable[str] = ()
+) -> int:
+    """On start: close every record a crashed process left open (except the `live` calls of
+    the running process) with 5250 internal_error, source `zentrunk`, end time `now`, and
+    durations and charge 0: nobody saw the call end, so no length is billed. Returns how
+    many were closed."""
     now = now or utcnow()
     cause = crash_recovery()
+    statement = update(call_records).where(call_records.c.state == "open")
+    keep = list(live)
+    if keep:
+        statement = statement.where(call_records.c.call_uuid.not_in(keep))
     with engine.begin() as conn:
         result = conn.execute(
-            update(call_records)
-            .where(call_records.c.state == "open")
-            .values(
+            statement.values(
                 state="closed",
                 end_time=now,
                 hangup_cause_code=cause.code,
                 hangup_cause_name=cause.name,
                 hangup_source=cause.source.value,
+                call_duration=0,
+                bill_duration=0,
+                total_amount="0.00000",
             )
         )
     return int(result.rowcount)
