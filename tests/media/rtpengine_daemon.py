@@ -52,6 +52,9 @@ def rtpengine_daemon(
         proc = subprocess.Popen(
             [
                 binary,
+                # Not /etc/rtpengine/rtpengine.conf: its fixed CLI and HTTP ports would
+                # collide with any other daemon on the machine (another run, a benchmark).
+                "--config-file=none",
                 "--foreground",
                 "--log-stderr",
                 "--table=-1",  # no kernel module: userspace forwarding
