@@ -29,6 +29,14 @@ once it rang (18x) it has `ring_timeout` to answer. A transport failure (TCP ref
 TLS handshake failure) counts as unreachable at once. ICMP errors on UDP are not seen
 by the edge's unconnected socket, so a closed UDP port is a timeout.
 
+Secure trunks (CALLS.md "Media", issue 6 item 4): a call to a number on a `secure`
+trunk goes to the PBX over TLS only (the URI's transport is overridden, its host and
+port kept; the edge's outbound TLS settings verify the PBX's certificate) with an SDES
+SRTP offer from the media relay (RTP/SAVP, `a=crypto` AES_CM_128_HMAC_SHA1_80), while
+the carrier's leg stays plain RTP. A PBX that answers without SRTP gets ACK and BYE and
+the call ends 4640 (488 to the carrier), like a PBX that answers 488 itself; an edge
+without a TLS listener cannot deliver such a call at all: 4110.
+
 The record (`call_direction` inbound) says who sent the call and which URI answered:
 Insights `from.carrier` is the carrier's name, `to.carrier` the origination URI. The
 machinery of the PBX leg (attempts, credentials, late answers, the bridge into a
@@ -41,6 +49,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -94,7 +103,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InboundCall", "called_number", "deliver_to_pbx", "pbx_invite", "user_of"]
+__all__ = [
+    "InboundCall",
+    "called_number",
+    "deliver_to_pbx",
+    "delivery_target",
+    "pbx_invite",
+    "user_of",
+]
 
 # Headers of the carrier's INVITE that the PBX's INVITE carries too (session timers,
 # RFC 4028, and what the caller's side supports); the rest stays on the carrier leg.
@@ -167,13 +183,20 @@ def pbx_invite(
     return Request("INVITE", uri, headers, body)
 
 
+def delivery_target(target: OriginationTarget, *, secure: bool) -> OriginationTarget:
+    """Where a PBX leg goes: a secure trunk's PBX over TLS whatever the URI's transport
+    parameter says (its host and port are kept: a port is the customer's to choose)."""
+    return replace(target, transport="tls") if secure else target
+
+
 async def _attempt(
     placer: LegPlacer,
     uri: UriView,
     invite_for: Callable[[OriginationTarget, Address], Request],
+    secure: bool,
 ) -> Placed:
     try:
-        target = parse_origination_uri(uri.uri)
+        target = delivery_target(parse_origination_uri(uri.uri), secure=secure)
     except BadOriginationUri:
         log.error("origination uri is not valid", extra={"fields": {"uri": uri.uri_uuid}})
         return Attempted.UNRESOLVED
@@ -190,11 +213,14 @@ async def deliver_to_pbx(
     route: InboundRoute,
     invite_for: Callable[[OriginationTarget, Address], Request],
     tried: Callable[[str], None],
+    *,
+    secure: bool = False,
 ) -> Attempted | CallEnd:
     """Deliver a call to the route's PBX: the primary origination URI, then the fallback
-    (`should_try_fallback`), each told to `tried` before it is. Returns ANSWERED (the
-    placer's `on_answer` took it), CANCELLED, or the customer-side end (4310 no URI,
-    4320 not resolved, else `for_customer_final` of the last answer)."""
+    (`should_try_fallback`), each told to `tried` before it is; over TLS only when
+    `secure` (`delivery_target`). Returns ANSWERED (the placer's `on_answer` took it),
+    CANCELLED, or the customer-side end (4310 no URI, 4320 not resolved, else
+    `for_customer_final` of the last answer)."""
     uris = route.uris
     if not uris:
         return refusal(4310, "inbound trunk has no origination URI")
@@ -203,7 +229,7 @@ async def deliver_to_pbx(
     outcome: Placed = TIMEOUT
     for uri in uris:
         tried(uri.uri)
-        outcome = await _attempt(placer, uri, invite_for)
+        outcome = await _attempt(placer, uri, invite_for, secure)
         if outcome is Attempted.ANSWERED or outcome is Attempted.CANCELLED:
             return outcome
         event(log, logging.INFO, "origination uri failed", uri=uri.uri, status=outcome)
@@ -230,6 +256,7 @@ class InboundCall(BridgedCall):
         self.caller = user_of(self.request.from_.uri) or ""
         self.last_uri: str | None = None
         self.offer = self.request.body  # the offer the PBX gets (anchored when admitted)
+        self.secure = False  # the trunk's `secure` flag: TLS and SRTP towards the PBX
 
     async def _run(self) -> None:
         edge = self.edge
@@ -247,9 +274,16 @@ class InboundCall(BridgedCall):
             self.respond(404, headers=(("Reason", reason_header(refusal(4080))),))
             return
         self.route = route
+        if route.trunk_id is not None:
+            trunk = await edge.config.trunk(route.trunk_id)
+            self.secure = trunk is not None and trunk.secure
         self.open_record()
         if not route.deliverable:
             return self.finish(refusal(4080, "number not on an enabled inbound trunk"))
+        if self.secure and "tls" not in edge.endpoint.transports:
+            # No TLS listener (no certificate configured): the PBX cannot be reached the
+            # only way its trunk allows.
+            return self.finish(refusal(4110, "secure trunk but the edge has no TLS"))
         # Inbound calls count against the account's CPS and concurrent calls like
         # outbound ones (503 to the carrier, 5180 / 5190).
         account = await edge.config.account(route.account_id)
@@ -261,10 +295,14 @@ class InboundCall(BridgedCall):
                 self.slot_account = str(account.account_id)
         if self.cancelled.done():
             return self.finish(carrier_cancelled())
-        # The carrier is media leg "a" (it sent the INVITE), the PBX "b"; plain RTP on
-        # both (SRTP is negotiated only for a secure trunk's own outbound calls).
+        # The carrier is media leg "a" (it sent the INVITE), the PBX "b": plain RTP
+        # towards the carrier, SRTP towards the PBX of a secure trunk.
         self.media = CallMedia(
-            edge.media, self.call_uuid, a_side=Side.CARRIER, metrics=edge.metrics
+            edge.media,
+            self.call_uuid,
+            a_side=Side.CARRIER,
+            srtp_sides=frozenset({Side.CUSTOMER}) if self.secure else frozenset(),
+            metrics=edge.metrics,
         )
         content_type = self.request.headers.get("Content-Type")
         hop = SdpHop(self.call_uuid, "customer", "offer")
@@ -272,7 +310,9 @@ class InboundCall(BridgedCall):
             self.offer = await anchor_sdp(self.media, self.request.body, content_type, hop)
         except MediaError as exc:
             return self.finish(media_refusal(exc))
-        outcome = await deliver_to_pbx(self, route, self._pbx_invite, self._tried)
+        outcome = await deliver_to_pbx(
+            self, route, self._pbx_invite, self._tried, secure=self.secure
+        )
         if outcome is Attempted.ANSWERED:
             return
         if outcome is Attempted.CANCELLED:
@@ -314,7 +354,11 @@ class InboundCall(BridgedCall):
             trunk_domain=route.trunk_domain,
             from_country=country_of(caller) if caller.isdigit() else None,
             to_country=country_of(called),
-            transport_protocol=self.incoming.source.transport,
+            # A secure trunk's call reaches the customer over TLS with SRTP (or not at
+            # all); otherwise the transport the carrier used.
+            transport_protocol="tls" if self.secure else self.incoming.source.transport,
+            secure_trunking=self.secure,
+            srtp=self.secure,
         )
 
     def call_finish(self, end: CallEnd, answer_time: datetime | None) -> CallFinish:

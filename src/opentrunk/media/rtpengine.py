@@ -7,12 +7,16 @@ rtpengine answers from its cache, so retries are safe) and the mapping of the
 
 - legs are rtpengine tags "a" and "b"; an offer from leg X is `offer` with
   from-tag X, its answer is `answer` with from-tag X and to-tag Y;
-- SRTP towards a leg is asked for with transport-protocol RTP/SAVP (SDES),
-  plain towards the other with RTP/AVP; ICE is removed, origin and connection
-  lines are replaced, RTCP is demultiplexed;
-- figures come from `query`: packets and bytes per stream from rtpengine's
-  counters, and jitter, loss and round trip only where rtpengine reports them
-  in its per-SSRC section (it derives them from RTCP); otherwise None;
+- SRTP towards a leg is asked for with transport-protocol RTP/SAVP (SDES,
+  AES_CM_128_HMAC_SHA1_80 only, no DTLS), plain towards the other with RTP/AVP;
+  ICE is removed, origin and connection lines are replaced, RTCP is
+  demultiplexed;
+- figures come from `query` (`_quality`, docs/media.md "rtpengine statistics"):
+  packets and bytes per stream from rtpengine's own counters; loss, jitter and
+  round trip from its per-SSRC section, which holds what each peer's RTCP
+  receiver reports said and the round trip rtpengine timed between a sender
+  report it forwarded and the report block answering it. A figure rtpengine
+  did not report (no RTCP from that peer) is None;
 - the RTP timeout is ours, like the embedded relay's: a watchdog polls `query`
   and compares each stream's "last packet" with the configured timeout, so the
   edge sees the same `MediaTimeout` events whichever backend runs.
@@ -40,9 +44,24 @@ from opentrunk.media.backend import (
 from opentrunk.media.bencode import BencodeError, Value, decode, encode
 from opentrunk.media.sdp_anchor import PeerMedia, parse, read_peer_media
 
-__all__ = ["NgClient", "RtpengineBackend"]
+__all__ = ["NgClient", "PeerReport", "RtpengineBackend", "peer_report"]
 
 log = logging.getLogger(__name__)
+
+# The SDES suites rtpengine 10.5 knows besides AES_CM_128_HMAC_SHA1_80.
+_OTHER_SDES_SUITES = (
+    "AEAD_AES_256_GCM",
+    "AEAD_AES_128_GCM",
+    "AES_256_CM_HMAC_SHA1_80",
+    "AES_256_CM_HMAC_SHA1_32",
+    "AES_192_CM_HMAC_SHA1_80",
+    "AES_192_CM_HMAC_SHA1_32",
+    "AES_CM_128_HMAC_SHA1_32",
+    "F8_128_HMAC_SHA1_80",
+    "F8_128_HMAC_SHA1_32",
+    "NULL_HMAC_SHA1_80",
+    "NULL_HMAC_SHA1_32",
+)
 
 
 class _NgProtocol(asyncio.DatagramProtocol):
@@ -137,6 +156,116 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+StreamPair = tuple[dict[str, Any] | None, dict[str, Any] | None]
+
+
+def _stream_pairs(reply: dict[str, Any]) -> dict[tuple[Leg, int], StreamPair]:
+    """(leg, m= index) -> (RTP stream, RTCP stream) as `query` lists them per tag.
+
+    A tag's stream is what rtpengine receives from that leg's peer (its counters,
+    its "last packet", the SSRC the peer sends with).
+    """
+    out: dict[tuple[Leg, int], StreamPair] = {}
+    for tag, monologue in _as_dict(reply.get("tags")).items():
+        if tag not in ("a", "b"):
+            continue
+        leg: Leg = "a" if tag == "a" else "b"
+        for medium in _as_list(_as_dict(monologue).get("medias")):
+            medium = _as_dict(medium)
+            index = int(_number(medium.get("index")) or 1) - 1
+            rtp: dict[str, Any] | None = None
+            rtcp: dict[str, Any] | None = None
+            for stream in _as_list(medium.get("streams")):
+                stream = _as_dict(stream)
+                flags = _as_list(stream.get("flags"))
+                if "RTP" in flags and rtp is None:
+                    rtp = stream
+                elif "RTCP" in flags and rtcp is None:
+                    rtcp = stream
+            out[(leg, index)] = (rtp, rtcp)
+    return out
+
+
+def _medium_type(reply: dict[str, Any], leg: Leg, index: int) -> str | None:
+    for medium in _as_list(_as_dict(_as_dict(reply.get("tags")).get(leg)).get("medias")):
+        medium = _as_dict(medium)
+        if int(_number(medium.get("index")) or 1) - 1 == index:
+            kind = medium.get("type")
+            return kind if isinstance(kind, str) else None
+    return None
+
+
+@dataclass(frozen=True)
+class PeerReport:
+    """What one leg's peer reported in its RTCP receiver reports, as rtpengine keeps it.
+
+    `lost` and `jitter_ms` are about the stream that peer receives (the other leg's,
+    relayed by rtpengine); `rtt_ms` is the round trip between rtpengine and that peer.
+    """
+
+    rtt_ms: float | None
+    lost: int | None
+    jitter_ms: float | None
+
+
+def _signed24(value: float) -> int:
+    """RFC 3550's cumulative loss is a signed 24-bit field that rtpengine prints
+    unsigned; duplicates can make it negative, which counts here as no loss."""
+    lost = int(value) & 0xFFFFFF
+    return 0 if lost & 0x800000 else lost
+
+
+def peer_report(entry: dict[str, Any]) -> PeerReport | None:
+    """Read one SSRC entry of `query`; None when it holds no report.
+
+    rtpengine lists a reporting SSRC with "cumulative loss" (from the last report
+    block), "average MOS" (means over the reports it rated) and "MOS progression"
+    (up to about ten of the reports, oldest first). Taken from them:
+
+    - the round trip of this leg alone: the mean "round-trip time leg" (µs;
+      "round-trip time" adds the other leg's, which `CallQuality` does itself).
+      0 is rtpengine's "no sender report matched": not measured;
+    - jitter (whole ms) from the latest report listed: RFC 3550 jitter is already
+      a running estimate, and a mean over the call would drag in its warm-up from
+      zero (the first reports of a 20 ms stream say 10 ms);
+    - the cumulative loss.
+    """
+    average = _as_dict(entry.get("average MOS"))
+    if not average:
+        return None
+    rtt_us = _number(average.get("round-trip time leg"))
+    cumulative = _number(entry.get("cumulative loss"))
+    progression = _as_list(_as_dict(entry.get("MOS progression")).get("entries"))
+    latest = _as_dict(progression[-1]) if progression else {}
+    jitter = _number(latest.get("jitter"))
+    if jitter is None:
+        jitter = _number(average.get("jitter"))
+    return PeerReport(
+        rtt_ms=rtt_us / 1000.0 if rtt_us else None,
+        lost=None if cumulative is None else _signed24(cumulative),
+        jitter_ms=jitter,
+    )
+
+
+def _peer_reports(
+    reply: dict[str, Any], pairs: dict[tuple[Leg, int], StreamPair]
+) -> dict[tuple[Leg, int], PeerReport]:
+    """(leg, m= index) -> that leg's peer's reports, found by the SSRC the peer sends
+    its RTCP with (RFC 3550: the same as its RTP's, which is the fallback)."""
+    section = _as_dict(reply.get("SSRC"))
+    out: dict[tuple[Leg, int], PeerReport] = {}
+    for key, (rtp, rtcp) in pairs.items():
+        for stream in (rtcp, rtp):
+            ssrc = _number(_as_dict(stream).get("SSRC"))
+            if ssrc is None:
+                continue
+            report = peer_report(_as_dict(section.get(str(int(ssrc)))))
+            if report is not None:
+                out[key] = report
+                break
+    return out
+
+
 class RtpengineBackend:
     """`MediaBackend` over an rtpengine the operator runs (see the module docstring)."""
 
@@ -178,12 +307,19 @@ class RtpengineBackend:
 
     @staticmethod
     def _flags(to_leg: Leg, call: _Call) -> dict[str, Value]:
-        return {
+        flags: dict[str, Value] = {
             "replace": ["origin", "session-connection"],
             "ICE": "remove",
             "rtcp-mux": ["demux"],
             "transport-protocol": "RTP/SAVP" if to_leg in call.srtp_legs else "RTP/AVP",
         }
+        if to_leg in call.srtp_legs:
+            # Left alone, rtpengine offers twelve SDES suites (NULL ciphers among them)
+            # and a DTLS fingerprint; the edge offers SDES AES_CM_128_HMAC_SHA1_80 only,
+            # like the embedded relay. 10.5 has no "only-<suite>", hence the exclusions.
+            flags["SDES"] = [f"no-{suite}" for suite in _OTHER_SDES_SUITES]
+            flags["DTLS"] = "off"
+        return flags
 
     async def offer(
         self,
@@ -268,50 +404,45 @@ class RtpengineBackend:
     @staticmethod
     def _rtp_streams(reply: dict[str, Any]) -> list[tuple[Leg, int, dict[str, Any]]]:
         """(leg, m= index, the RTP stream dict) for every medium of both tags."""
-        out: list[tuple[Leg, int, dict[str, Any]]] = []
-        for tag, monologue in _as_dict(reply.get("tags")).items():
-            if tag not in ("a", "b"):
-                continue
-            leg: Leg = "a" if tag == "a" else "b"
-            for medium in _as_list(_as_dict(monologue).get("medias")):
-                medium = _as_dict(medium)
-                index = int(medium.get("index", 1)) - 1
-                for stream in _as_list(medium.get("streams")):
-                    stream = _as_dict(stream)
-                    if "RTP" in _as_list(stream.get("flags")):
-                        out.append((leg, index, stream))
-        return out
+        return [
+            (leg, index, pair[0])
+            for (leg, index), pair in _stream_pairs(reply).items()
+            if pair[0] is not None
+        ]
 
     def _quality(self, call_id: str, call: _Call, reply: dict[str, Any]) -> CallQuality:
-        ssrc_section = _as_dict(reply.get("SSRC"))
+        pairs = _stream_pairs(reply)
+        reports = _peer_reports(reply, pairs)
         streams: list[StreamQuality] = []
-        for leg, index, stream in self._rtp_streams(reply):
-            counters = _as_dict(stream.get("stats"))
+        for (leg, index), (rtp, _rtcp) in pairs.items():
+            if rtp is None:
+                continue
+            counters = _as_dict(rtp.get("stats"))
             peers = call.media.get(leg, [])
             pm = peers[index] if 0 <= index < len(peers) else None
-            mos = _as_dict(_as_dict(ssrc_section.get(str(stream.get("SSRC")))).get("average MOS"))
-            rtt_us = _number(mos.get("round-trip time"))
-            loss = _number(mos.get("packet loss"))
-            jitter = _number(mos.get("jitter"))
             packets = int(_number(counters.get("packets")) or 0)
-            # rtpengine reports a loss percentage, not counts: the expected count is
-            # derived from it when it is there, else it is what arrived.
-            expected = packets
-            if loss is not None and 0 <= loss < 100:
-                expected = round(packets / (1 - loss / 100))
+            own = reports.get((leg, index))
+            # What arrived from this leg's peer is reported on by the other leg's peer,
+            # which received it through rtpengine.
+            far = reports.get((other_leg(leg), index))
+            lost = far.lost if far is not None else None
+            expected = packets + (lost or 0)
+            loss_percent = None
+            if lost is not None and expected > 0:
+                loss_percent = round(100.0 * lost / expected, 3)
             streams.append(
                 StreamQuality(
                     leg=leg,
                     index=index,
-                    media=pm.media if pm else "audio",
+                    media=pm.media if pm else str(_medium_type(reply, leg, index) or "audio"),
                     codec=pm.codec if pm else None,
                     packets=packets,
                     bytes=int(_number(counters.get("bytes")) or 0),
                     expected=expected,
-                    lost=None if loss is None else expected - packets,
-                    loss_percent=loss,
-                    jitter_ms=jitter,
-                    rtt_ms=None if rtt_us is None else rtt_us / 1000.0,
+                    lost=lost,
+                    loss_percent=loss_percent,
+                    jitter_ms=far.jitter_ms if far is not None else None,
+                    rtt_ms=own.rtt_ms if own is not None else None,
                     srtp_failures=int(_number(counters.get("errors")) or 0),
                 )
             )

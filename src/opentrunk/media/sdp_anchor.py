@@ -42,6 +42,7 @@ _STRIP_MEDIA = frozenset(
 )
 _STRIP_SESSION = _STRIP_MEDIA | {"group", "msid-semantic"}
 _NOT_MEDIA_CLOCK = frozenset({"telephone-event", "cn", "red", "ulpfec"})
+_SRTP_PROTOS = frozenset({"RTP/SAVP", "RTP/SAVPF"})
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,8 @@ def _usable_key(crypto: Crypto) -> bytes | None:
 def read_peer_media(sdp: SessionDescription, *, want_srtp: bool) -> list[PeerMedia | None]:
     """Per m= line what the relay needs, None for a rejected line (port 0).
 
-    With `want_srtp`, a line without a usable AES_CM_128_HMAC_SHA1_80 inline
-    key raises MediaSdpError.
+    With `want_srtp`, a line that is not RTP/SAVP(F) or has no usable
+    AES_CM_128_HMAC_SHA1_80 inline key raises MediaSdpError.
     """
     out: list[PeerMedia | None] = []
     for m in sdp.media:
@@ -136,6 +137,10 @@ def read_peer_media(sdp: SessionDescription, *, want_srtp: bool) -> list[PeerMed
         sdes = _sdes(m) if want_srtp else None
         if want_srtp and sdes is None:
             raise MediaSdpError("no usable SDES key (AES_CM_128_HMAC_SHA1_80 inline)")
+        if want_srtp and m.proto.upper() not in _SRTP_PROTOS:
+            # A key on an RTP/AVP line is not an SRTP answer (RFC 4568 5.1): the peer
+            # would send plain RTP.
+            raise MediaSdpError(f"{m.proto} on a leg that must speak SRTP")
         out.append(
             PeerMedia(
                 media=m.media,
