@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -121,6 +122,7 @@ def main() -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"(load average {load} on {os.cpu_count()} cores while measuring)")
     store.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A live opentrunk API server in a child process, driven only through its command-line
-contract: `opentrunk serve --http HOST:PORT`, `opentrunk accounts create --name N --json` and
-`opentrunk numbers add NUMBER --account AUTH_ID`, with OPENTRUNK_DATA_DIR /
-OPENTRUNK_DATABASE_URL choosing the store.
+contract: `opentrunk serve --http HOST:PORT`, `opentrunk accounts create --name N
+[--parent AUTH_ID] --json` and `opentrunk numbers add NUMBER --account AUTH_ID`, with
+OPENTRUNK_DATA_DIR / OPENTRUNK_DATABASE_URL choosing the store.
 
 The API benchmarks (bench/api_*.py) and the outside-in tests (tests/client, tests/fuzz_api)
 share it, so that what they measure and what they test is the program an operator runs.
@@ -73,6 +73,7 @@ class LiveServer:
     data_dir: Path
     database_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    serve_args: tuple[str, ...] = ()  # more `opentrunk serve` flags (e.g. --no-edge)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -120,10 +121,12 @@ class LiveServer:
             )
         return done.stdout.decode()
 
-    def create_account(self, name: str | None = None) -> Account:
-        out = self.cli(
-            "accounts", "create", "--name", name or f"acct-{uuid.uuid4().hex[:8]}", "--json"
-        )
+    def create_account(self, name: str | None = None, parent: Account | None = None) -> Account:
+        """A main account, or with `parent` a subaccount of it (`accounts create --parent`)."""
+        args = ["accounts", "create", "--name", name or f"acct-{uuid.uuid4().hex[:8]}", "--json"]
+        if parent is not None:
+            args += ["--parent", parent.auth_id]
+        out = self.cli(*args)
         data = json.loads(out)
         return Account(auth_id=data["auth_id"], auth_token=data["auth_token"])
 
@@ -138,7 +141,13 @@ class LiveServer:
         env.setdefault("OPENTRUNK_SIP", f"127.0.0.1:{free_port()}")
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [*opentrunk_command(), "serve", "--http", f"127.0.0.1:{self.port}"],
+            [
+                *opentrunk_command(),
+                "serve",
+                "--http",
+                f"127.0.0.1:{self.port}",
+                *self.serve_args,
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -189,12 +198,20 @@ class LiveServer:
 
 @contextlib.contextmanager
 def live_server(
-    database_url: str = "", data_dir: Path | None = None, **extra_env: str
+    database_url: str = "",
+    data_dir: Path | None = None,
+    serve_args: tuple[str, ...] = (),
+    **extra_env: str,
 ) -> Iterator[LiveServer]:
     """Start a server on a fresh data directory (removed afterwards unless one was given)."""
     own_dir = data_dir is None
     path = Path(tempfile.mkdtemp(prefix="opentrunk-live-")) if data_dir is None else data_dir
-    server = LiveServer(data_dir=path, database_url=database_url, extra_env=dict(extra_env))
+    server = LiveServer(
+        data_dir=path,
+        database_url=database_url,
+        extra_env=dict(extra_env),
+        serve_args=serve_args,
+    )
     try:
         server.start()
         yield server
@@ -225,12 +242,17 @@ def fresh_pg_database(admin_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def server_on(database_url: str = "", **extra_env: str) -> Iterator[LiveServer]:
+def server_on(
+    database_url: str = "", serve_args: tuple[str, ...] = (), **extra_env: str
+) -> Iterator[LiveServer]:
     """A live server on a fresh SQLite data dir, or, given a PostgreSQL URL, on a fresh
     throw-away database of that PostgreSQL server."""
     if not database_url:
-        with live_server(**extra_env) as srv:
+        with live_server("", None, serve_args, **extra_env) as srv:
             yield srv
         return
-    with fresh_pg_database(database_url) as url, live_server(database_url=url, **extra_env) as srv:
+    with (
+        fresh_pg_database(database_url) as url,
+        live_server(url, None, serve_args, **extra_env) as srv,
+    ):
         yield srv

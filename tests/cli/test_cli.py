@@ -86,6 +86,36 @@ def test_errors_exit_nonzero_with_message(tmp_path):
     assert result.exit_code != 0
 
 
+def test_subaccounts_create_list_and_follow_their_parent(tmp_path):
+    parent = json.loads(run(tmp_path, "accounts", "create", "--name", "main", "--json"))
+    created = json.loads(
+        run(tmp_path, "accounts", "create", "--name", "b", "--parent", parent["auth_id"], "--json")
+    )
+    assert set(created) == {"auth_id", "auth_token", "parent_auth_id"}
+    assert re.fullmatch(r"SA[A-Z0-9]{18}", created["auth_id"])
+    assert created["parent_auth_id"] == parent["auth_id"]
+    subs = json.loads(run(tmp_path, "accounts", "list", "--parent", parent["auth_id"], "--json"))
+    assert [a["auth_id"] for a in subs] == [created["auth_id"]]
+    run(tmp_path, "accounts", "disable", parent["auth_id"])
+    listed = {a["auth_id"]: a for a in json.loads(run(tmp_path, "accounts", "list", "--json"))}
+    assert listed[created["auth_id"]]["enabled"] is False
+    assert listed[created["auth_id"]]["disabled_by_parent"] is True
+    nested = runner.invoke(
+        app,
+        [
+            "accounts",
+            "create",
+            "--name",
+            "c",
+            "--parent",
+            created["auth_id"],
+            "--data-dir",
+            str(tmp_path),
+        ],
+    )
+    assert nested.exit_code == 1 and "subaccount" in nested.output
+
+
 def test_numbers_commands(tmp_path):
     auth_id = json.loads(run(tmp_path, "accounts", "create", "--name", "a", "--json"))["auth_id"]
     added = json.loads(
@@ -143,7 +173,7 @@ def test_carriers_commands(tmp_path):
 
 def test_db_upgrade(tmp_path):
     out = run(tmp_path, "db", "upgrade")
-    assert "revision 0002" in out
+    assert "revision 0003" in out
     assert (tmp_path / "opentrunk.db").exists()
 
 
@@ -154,8 +184,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(60)
-def test_serve_runs_a_real_http_api(tmp_path):
-    env = {**os.environ, "OPENTRUNK_DATA_DIR": str(tmp_path)}
+@pytest.mark.parametrize("flags", [(), ("--no-edge",)], ids=["with-edge", "api-only"])
+def test_serve_runs_a_real_http_api(tmp_path, flags):
+    sip_port = _free_port()
+    env = {
+        **os.environ,
+        "OPENTRUNK_DATA_DIR": str(tmp_path),
+        "OPENTRUNK_SIP": f"127.0.0.1:{sip_port}",
+    }
     exe = [sys.executable, "-m", "opentrunk.cli"]
     created = json.loads(
         subprocess.run(
@@ -168,7 +204,7 @@ def test_serve_runs_a_real_http_api(tmp_path):
     )
     port = _free_port()
     proc = subprocess.Popen(
-        [*exe, "serve", "--http", f"127.0.0.1:{port}"],
+        [*exe, "serve", "--http", f"127.0.0.1:{port}", *flags],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -187,6 +223,10 @@ def test_serve_runs_a_real_http_api(tmp_path):
         r = httpx.get(url, auth=(created["auth_id"], created["auth_token"]), timeout=5)
         assert r.status_code == 200 and r.json()["meta"]["total_count"] == 0
         assert httpx.get(url, timeout=5).status_code == 401
+        if "--no-edge" in flags:
+            # An API-only worker leaves the SIP port alone.
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.bind(("127.0.0.1", sip_port))
     finally:
         proc.terminate()
         try:

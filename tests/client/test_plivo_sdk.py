@@ -264,3 +264,27 @@ def test_422_missing_parameter_is_an_invalid_request_error(client: plivo.RestCli
     with pytest.raises(sdk_errors.InvalidRequestError) as caught:
         client.request("POST", ("Zentrunk", "Trunk"), {"trunk_direction": "outbound"})
     assert "ipacl_uuid" in str(caught.value) or "credential_uuid" in str(caught.value)
+
+
+# --- Subaccounts ---------------------------------------------------------------------------
+
+
+def test_subaccount_works_with_the_sdk_on_its_own_path_only(
+    client: plivo.RestClient, server: LiveServer, account: Account
+) -> None:
+    sub = server.create_account("sdk-sub", parent=account)
+    assert sub.auth_id.startswith("SA") and len(sub.auth_id) == 20
+    # The SDK checks the auth_id's form itself (MA... or SA..., 20 characters).
+    with plivo.RestClient(sub.auth_id, sub.auth_token, timeout=10) as sdk:
+        trunk_id, _ = outbound_trunk(sdk)
+        assert sdk.request("GET", ("Zentrunk", "Trunk", trunk_id)).trunk_id == trunk_id
+        # The parent's numbers are not the subaccount's.
+        assert len(sdk.numbers.list()) == 0
+    # The parent's path with the subaccount's credentials, and the other way round.
+    assert raw(server, account, "GET", "Zentrunk/Trunk/", auth=sub.basic).status_code == 404
+    assert (
+        raw(server, sub, "GET", f"Zentrunk/Trunk/{trunk_id}/", auth=account.basic).status_code
+        == 404
+    )
+    with pytest.raises(sdk_errors.ResourceNotFoundError):
+        client.request("GET", ("Zentrunk", "Trunk", trunk_id))

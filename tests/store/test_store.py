@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 
 from dbutil import BACKENDS, open_store
@@ -21,7 +22,7 @@ from opentrunk.services.calls import (
 )
 from opentrunk.services.clock import utcnow
 from opentrunk.store.db import make_engine, normalize_url
-from opentrunk.store.migrate import current_revision, upgrade
+from opentrunk.store.migrate import alembic_config, current_revision, upgrade
 from opentrunk.store.models import accounts, call_records
 from opentrunk.store.secrets import SecretBox, load_or_create_key, new_auth_id
 
@@ -45,7 +46,7 @@ def test_sqlite_pragmas(tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migrations_create_schema_and_are_idempotent(backend, tmp_path):
     with open_store(backend, tmp_path) as store:
-        assert current_revision(store.engine) == "0002"
+        assert current_revision(store.engine) == "0003"
         upgrade(store.engine)  # again: a no-op
         tables = set(inspect(store.engine).get_table_names())
         assert {
@@ -65,6 +66,36 @@ def test_migrations_create_schema_and_are_idempotent(backend, tmp_path):
             "ix_calls_account_to_end",
             "ix_calls_account_dir_to_end",
         } <= indexes
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_subaccount_migration_keeps_each_accounts_state(backend, tmp_path):
+    """0003 down to 0002 and up again over existing accounts: `own_enabled` takes the old
+    `enabled`, and nobody is a subaccount."""
+    with open_store(backend, tmp_path) as store:
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002")
+        assert current_revision(store.engine) == "0002"
+        with store.engine.begin() as conn:
+            for auth_id, enabled in (("MA" + "1" * 18, True), ("MA" + "2" * 18, False)):
+                conn.execute(
+                    text(
+                        "INSERT INTO accounts (auth_id, name, token_hash, enabled, created_at,"
+                        " cps, caller_id_policy, billing_increment, barred_prefixes)"
+                        " VALUES (:a, 'n', :h, :e, :t, 2.0, :e, 60, '')"
+                    ),
+                    {"a": auth_id, "h": "0" * 64, "e": enabled, "t": utcnow()},
+                )
+        upgrade(store.engine)
+        assert current_revision(store.engine) == "0003"
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT auth_id, enabled, own_enabled, parent_id FROM accounts ORDER BY id")
+            ).all()
+        assert [(bool(r[1]), bool(r[2]), r[3]) for r in rows] == [
+            (True, True, None),
+            (False, False, None),
+        ]
 
 
 def test_ids_and_token_hash_at_rest(tmp_path):

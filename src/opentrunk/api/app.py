@@ -25,7 +25,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.store = store
-    app.state.limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
+    app.state.limiter = RateLimiter.for_settings(
+        settings.api_rate_limit, settings.api_rate_burst, settings.redis_url
+    )
     app.state.admin_token = settings.admin_token
     for module in (trunks, credentials, ipacls, uris, calls, numbers, admin):
         app.include_router(module.router)

@@ -80,7 +80,7 @@ async def customer(request: Request, auth_id: AuthIdPath) -> Caller:
         # caller learns nothing about the other account, not even whether it exists.
         raise ApiError(404, f"not found: no resource at {request.url.path}")
     limiter: RateLimiter = request.app.state.limiter
-    wait = limiter.acquire(auth_id)
+    wait = await limiter.acquire(auth_id)
     if wait > 0:
         raise ApiError(
             429,

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from opentrunk.config import Settings, load_settings
+from opentrunk.cli.options import settings_command, store_command
+from opentrunk.config import Settings
 from opentrunk.services import accounts as accounts_svc
 from opentrunk.services import carriers as carriers_svc
 from opentrunk.services import numbers as numbers_svc
-from opentrunk.services.errors import Conflict, InvalidParameter, MissingParameter, NotFound
 from opentrunk.store.store import Store
 
 app = typer.Typer(
@@ -35,33 +33,7 @@ app.add_typer(calls_app, name="calls")
 tls_app = typer.Typer(help="TLS material for the SIP edge.", no_args_is_help=True)
 app.add_typer(tls_app, name="tls")
 
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite under data dir)"),
-]
-DataDir = Annotated[str | None, typer.Option("--data-dir", help="Directory for state (./data)")]
-ConfigFile = Annotated[str | None, typer.Option("--config", help="TOML settings file")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
-
-
-def _settings(
-    config: str | None, data_dir: str | None, database_url: str | None, **more: Any
-) -> Settings:
-    return load_settings(config_file=config).with_overrides(
-        data_dir=data_dir, database_url=database_url, **more
-    )
-
-
-@contextmanager
-def _store(settings: Settings) -> Iterator[Store]:
-    store = Store.open(settings)
-    try:
-        yield store
-    except (InvalidParameter, MissingParameter, NotFound, Conflict) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
 
 
 def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
@@ -83,11 +55,10 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 @app.command()
+@settings_command
 def serve(
+    settings: Settings,
     http: Annotated[str | None, typer.Option("--http", help="HOST:PORT of the HTTP API")] = None,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
     sip_domain: Annotated[str | None, typer.Option("--sip-domain", help="SIP domain")] = None,
     admin_token: Annotated[
         str | None, typer.Option("--admin-token", help="Operator token for /admin/v1/")
@@ -117,15 +88,19 @@ def serve(
     tls_key: Annotated[
         str | None, typer.Option("--tls-key", help="PEM private key for SIP TLS")
     ] = None,
+    edge: Annotated[
+        bool,
+        typer.Option(
+            "--edge/--no-edge",
+            help="Run the SIP edge in this process (--no-edge: an API-only worker)",
+        ),
+    ] = True,
 ) -> None:
     """Run the API and the SIP edge (and, as it is added, the media relay)."""
     from opentrunk.cli.serve import serve as run_serve
     from opentrunk.edge.server import run_edge
 
-    settings = _settings(
-        config,
-        data_dir,
-        database_url,
+    settings = settings.with_overrides(
         http=http,
         sip_domain=sip_domain,
         admin_token=admin_token,
@@ -138,7 +113,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
-    run_serve(settings, services=[run_edge])
+    run_serve(settings, services=[run_edge] if edge else [])
 
 
 @tls_app.command("dev-cert")
@@ -159,14 +134,12 @@ def tls_dev_cert(
 
 
 @db_app.command("upgrade")
-def db_upgrade(
-    database_url: DatabaseUrl = None, data_dir: DataDir = None, config: ConfigFile = None
-) -> None:
+@settings_command
+def db_upgrade(settings: Settings) -> None:
     """Apply the database migrations."""
     from opentrunk.store.db import make_engine
     from opentrunk.store.migrate import current_revision, upgrade
 
-    settings = _settings(config, data_dir, database_url)
     engine = make_engine(settings.effective_database_url)
     try:
         upgrade(engine)
@@ -179,40 +152,49 @@ def db_upgrade(
 
 
 @accounts_app.command("create")
+@store_command
 def accounts_create(
+    store: Store,
     name: Annotated[str, typer.Option("--name", help="Account name")],
+    parent: Annotated[
+        str | None,
+        typer.Option("--parent", help="auth_id of a main account: create a subaccount of it"),
+    ] = None,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
-    """Create an account; prints its auth_id and auth_token (shown only this once)."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        created = accounts_svc.create_account(store, name)
+    """Create an account (or a subaccount); prints its auth_id and auth_token (shown only
+    this once)."""
+    created = accounts_svc.create_account(store, name, parent)
     result = {"auth_id": created["auth_id"], "auth_token": created["auth_token"]}
-    _emit(result, as_json, f"auth_id    {result['auth_id']}\nauth_token {result['auth_token']}")
+    text = f"auth_id    {result['auth_id']}\nauth_token {result['auth_token']}"
+    if parent is not None:
+        result["parent_auth_id"] = parent
+        text += f"\nparent     {parent}"
+    _emit(result, as_json, text)
 
 
 @accounts_app.command("list")
+@store_command
 def accounts_list(
+    store: Store,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="only this main account's subaccounts")
+    ] = None,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """List accounts."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        rows = accounts_svc.list_accounts(store)
+    rows = accounts_svc.list_accounts(store, parent)
     if as_json:
         _emit(rows, True)
         return
     _table(
         "accounts",
-        ["auth_id", "name", "enabled", "created_at", "cps", "max_calls", "countries"],
+        ["auth_id", "name", "parent", "enabled", "created_at", "cps", "max_calls", "countries"],
         [
             [
                 r["auth_id"],
                 r["name"],
+                r["parent_auth_id"],
                 r["enabled"],
                 r["created_at"],
                 r["limits"]["cps"],
@@ -227,47 +209,44 @@ def accounts_list(
 
 
 @accounts_app.command("disable")
+@store_command
 def accounts_disable(
+    store: Store,
     auth_id: str,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
-    """Disable an account: its API credentials and trunks stop working."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        accounts_svc.disable_account(store, auth_id)
+    """Disable an account: its API credentials and trunks stop working (a main
+    account's subaccounts' too)."""
+    accounts_svc.disable_account(store, auth_id)
     typer.echo(f"account {auth_id} disabled")
 
 
 @accounts_app.command("enable")
+@store_command
 def accounts_enable(
+    store: Store,
     auth_id: str,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Enable a disabled account."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        accounts_svc.enable_account(store, auth_id)
+    accounts_svc.enable_account(store, auth_id)
     typer.echo(f"account {auth_id} enabled")
 
 
 @accounts_app.command("rotate-token")
+@store_command
 def accounts_rotate(
+    store: Store,
     auth_id: str,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Give an account a new auth_token (the old one stops working); prints it."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        result = accounts_svc.rotate_token(store, auth_id)
+    result = accounts_svc.rotate_token(store, auth_id)
     _emit(result, as_json, result["auth_token"])
 
 
 @accounts_app.command("set-limits")
+@store_command
 def accounts_set_limits(
+    store: Store,
     auth_id: str,
     cps: Annotated[float | None, typer.Option("--cps", help="calls per second")] = None,
     max_calls: Annotated[
@@ -284,9 +263,6 @@ def accounts_set_limits(
         str | None, typer.Option("--barred-prefixes", help="comma-separated digits ('' clears)")
     ] = None,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Set an account's call limits and policy."""
     unlimited = max_calls is not None and max_calls.strip().lower() in ("unlimited", "none")
@@ -305,18 +281,17 @@ def accounts_set_limits(
     prefixes = None
     if barred_prefixes is not None:
         prefixes = [p for p in barred_prefixes.split(",") if p.strip()]
-    with _store(_settings(config, data_dir, database_url)) as store:
-        result = accounts_svc.set_limits(
-            store,
-            auth_id,
-            cps=cps,
-            max_calls=max_calls_n,
-            unlimited_calls=unlimited,
-            countries=countries,
-            caller_id_policy=policy,
-            billing_increment=billing_increment,
-            barred_prefixes=prefixes,
-        )
+    result = accounts_svc.set_limits(
+        store,
+        auth_id,
+        cps=cps,
+        max_calls=max_calls_n,
+        unlimited_calls=unlimited,
+        countries=countries,
+        caller_id_policy=policy,
+        billing_increment=billing_increment,
+        barred_prefixes=prefixes,
+    )
     _emit(result, as_json)
 
 
@@ -324,31 +299,27 @@ def accounts_set_limits(
 
 
 @numbers_app.command("add")
+@store_command
 def numbers_add(
+    store: Store,
     number: str,
     account: Annotated[str, typer.Option("--account", help="auth_id of the owner")],
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Put an E.164 number into an account's inventory."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        result = numbers_svc.add_number(store, number, account)
+    result = numbers_svc.add_number(store, number, account)
     _emit(result, as_json, f"number {result['number']} added to {account}")
 
 
 @numbers_app.command("list")
+@store_command
 def numbers_list(
+    store: Store,
     account: Annotated[str | None, typer.Option("--account", help="only this auth_id")] = None,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """List numbers (all, or one account's)."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        rows = numbers_svc.list_all_numbers(store, account)
+    rows = numbers_svc.list_all_numbers(store, account)
     if as_json:
         _emit(rows, True)
         return
@@ -370,15 +341,13 @@ def numbers_list(
 
 
 @numbers_app.command("remove")
+@store_command
 def numbers_remove(
+    store: Store,
     number: str,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Take a number out of its account."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        numbers_svc.remove_number(store, number)
+    numbers_svc.remove_number(store, number)
     typer.echo(f"number {number} removed")
 
 
@@ -386,7 +355,9 @@ def numbers_remove(
 
 
 @carriers_app.command("add")
+@store_command
 def carriers_add(
+    store: Store,
     name: Annotated[str, typer.Option("--name")],
     address: Annotated[str, typer.Option("--address", help="HOST[:PORT]")],
     transport: Annotated[str, typer.Option("--transport", help="udp, tcp or tls")] = "udp",
@@ -400,38 +371,32 @@ def carriers_add(
         list[str] | None, typer.Option("--inbound-source", help="CIDR the carrier sends from")
     ] = None,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Add a carrier."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        result = carriers_svc.add_carrier(
-            store,
-            name=name,
-            address=address,
-            transport=transport,
-            prefix=prefix,
-            priority=priority,
-            weight=weight,
-            username=username,
-            password=password,
-            rate=rate,
-            inbound_sources=list(inbound_source or []),
-        )
+    result = carriers_svc.add_carrier(
+        store,
+        name=name,
+        address=address,
+        transport=transport,
+        prefix=prefix,
+        priority=priority,
+        weight=weight,
+        username=username,
+        password=password,
+        rate=rate,
+        inbound_sources=list(inbound_source or []),
+    )
     _emit(result, as_json, f"carrier {result['carrier_id']} ({name}) added")
 
 
 @carriers_app.command("list")
+@store_command
 def carriers_list(
+    store: Store,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """List carriers."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        rows = carriers_svc.list_carriers(store)
+    rows = carriers_svc.list_carriers(store)
     if as_json:
         _emit(rows, True)
         return
@@ -455,15 +420,13 @@ def carriers_list(
 
 
 @carriers_app.command("remove")
+@store_command
 def carriers_remove(
+    store: Store,
     carrier_id: str,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Remove a carrier."""
-    with _store(_settings(config, data_dir, database_url)) as store:
-        carriers_svc.remove_carrier(store, carrier_id)
+    carriers_svc.remove_carrier(store, carrier_id)
     typer.echo(f"carrier {carrier_id} removed")
 
 
@@ -471,7 +434,9 @@ def carriers_remove(
 
 
 @calls_app.command("tail")
+@store_command
 def calls_tail(
+    store: Store,
     account: Annotated[str | None, typer.Option("--account", help="only this auth_id")] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="first show the last N")] = 0,
     count: Annotated[int, typer.Option("--count", help="exit after N records (0: never)")] = 0,
@@ -480,9 +445,6 @@ def calls_tail(
     ] = 0,
     interval: Annotated[float, typer.Option("--interval", help="poll every S seconds")] = 0.5,
     as_json: JsonFlag = False,
-    database_url: DatabaseUrl = None,
-    data_dir: DataDir = None,
-    config: ConfigFile = None,
 ) -> None:
     """Follow call records as the edge writes them (one line, or JSON, per ended call)."""
     import time
@@ -497,17 +459,16 @@ def calls_tail(
             count > 0 and shown >= count
         )
 
-    with _store(_settings(config, data_dir, database_url)) as store:
-        try:
-            for view in follow_records(
-                store.engine, auth_id=account, last=last, interval=interval, stop=stop
-            ):
-                typer.echo(json.dumps(view) if as_json else format_line(view))
-                shown += 1
-                if stop():
-                    break
-        except KeyboardInterrupt:
-            pass
+    try:
+        for view in follow_records(
+            store.engine, auth_id=account, last=last, interval=interval, stop=stop
+        ):
+            typer.echo(json.dumps(view) if as_json else format_line(view))
+            shown += 1
+            if stop():
+                break
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m`

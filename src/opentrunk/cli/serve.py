@@ -15,6 +15,7 @@ import uvicorn
 
 from opentrunk.api.app import create_app
 from opentrunk.config import Settings
+from opentrunk.edge.gc_policy import apply_serving_policy
 from opentrunk.services.calls import close_abandoned_records
 from opentrunk.store.store import Store
 
@@ -86,6 +87,12 @@ async def run(settings: Settings, store: Store, services: Sequence[Service] = ()
     while not server.started and not api_task.done():
         await asyncio.sleep(0.01)
     if server.started:
+        if not services:
+            # Startup is done: freeze its heap and space out young collections. The SIP
+            # edge does this once it has started; an API-only worker (serve --no-edge)
+            # needs it as much (a full collection of the startup heap: ~100 ms of CPU,
+            # docs/perf-api.md).
+            apply_serving_policy()
         shown = f"[{host}]" if ":" in host else host
         announce(f"HTTP API on http://{shown}:{_bound_port(server, port)}")
     try:

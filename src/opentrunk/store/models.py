@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata = MetaData()
@@ -37,6 +38,8 @@ accounts = Table(
     Column("auth_id", String(20), nullable=False, unique=True),
     Column("name", String(100), nullable=False),
     Column("token_hash", String(64), nullable=False),
+    # The effective state every reader checks: own_enabled AND, for a subaccount, the
+    # parent's own_enabled (migration 0003; services.accounts keeps them in step).
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", DateTime, nullable=False),
     # Limits and policy used by the SIP edge.
@@ -46,6 +49,16 @@ accounts = Table(
     Column("caller_id_policy", Boolean, nullable=False, default=True),
     Column("billing_increment", Integer, nullable=False, default=60),
     Column("barred_prefixes", Text, nullable=False, default=""),  # comma-separated digits
+    # Subaccounts (auth_id SA...): the main account they belong to; None for a main account.
+    Column(
+        "parent_id",
+        Integer,
+        ForeignKey("accounts.id", name="fk_accounts_parent_id"),
+        nullable=True,
+    ),
+    # What the operator set on this account itself (enable / disable).
+    Column("own_enabled", Boolean, nullable=False, default=True, server_default=true()),
+    Index("ix_accounts_parent", "parent_id"),
 )
 
 credentials = Table(

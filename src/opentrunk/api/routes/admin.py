@@ -20,6 +20,8 @@ Operator = Annotated[Store, Depends(operator)]
 
 class AccountCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
+    # Set: a subaccount (SA...) of this main account.
+    parent_auth_id: str | None = Field(default=None, min_length=1, max_length=20)
 
 
 class LimitsUpdate(RequestModel):
@@ -60,12 +62,14 @@ def _wrap(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/accounts/", status_code=201, response_model=Envelope, responses=ADMIN_ERRORS)
 def create_account(request: Request, store: Operator, body: AccountCreate) -> dict[str, Any]:
-    return _wrap(request, accounts.create_account(store, body.name))
+    return _wrap(request, accounts.create_account(store, body.name, body.parent_auth_id))
 
 
 @router.get("/accounts/", response_model=Envelope, responses=ADMIN_ERRORS)
-def list_accounts(request: Request, store: Operator) -> dict[str, Any]:
-    return _wrap(request, {"objects": accounts.list_accounts(store)})
+def list_accounts(
+    request: Request, store: Operator, parent_auth_id: str | None = None
+) -> dict[str, Any]:
+    return _wrap(request, {"objects": accounts.list_accounts(store, parent_auth_id)})
 
 
 @router.get("/accounts/{auth_id}/", response_model=Envelope, responses=ADMIN_ERRORS)
