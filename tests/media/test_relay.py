@@ -262,3 +262,26 @@ def test_silence_times_out_but_hold_does_not() -> None:
             p.close()
 
     run(body, rtp_timeout=0.2, timeout_check_interval=0.02)
+
+
+def test_a_refused_send_is_counted_and_forwarding_goes_on() -> None:
+    async def body(relay: RtpRelay) -> None:
+        a, b = await RtpPeer().open(), await RtpPeer().open()
+        # b's SDP names the broadcast address: the kernel refuses datagrams to it on a
+        # socket without SO_BROADCAST, so everything a sends towards b fails to leave.
+        to_b = await relay.offer("refused", "a", a.sdp())
+        to_a = await relay.answer("refused", "b", b.sdp(host="255.255.255.255"))
+        a_dest, b_dest = (HOST, sdp_port(to_a)), (HOST, sdp_port(to_b))
+        for i in range(3):
+            a.send_to(voice(i, i * 160, 1), a_dest)
+        await settle(lambda: relay.side("refused", "a").send_errors == 3)
+        assert relay.side("refused", "a").send_errors == 3
+        assert relay.side("refused", "a").stats.packets == 3  # measured all the same
+        # The other direction still flows, from the same event loop.
+        b.send_to(voice(0, 0, 2), b_dest)
+        await settle(lambda: len(a.received.rtp) == 1)
+        assert [d for _, d, _ in a.received.rtp] == [voice(0, 0, 2)]
+        a.close()
+        b.close()
+
+    run(body)

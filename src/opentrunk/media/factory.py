@@ -8,6 +8,7 @@ from opentrunk.config import Settings, split_host_port
 from opentrunk.media.backend import MediaBackend
 from opentrunk.media.port_pool import parse_port_range
 from opentrunk.media.relay import RelayConfig, RtpRelay
+from opentrunk.media.relay_process import RelayProcess
 from opentrunk.media.rtpengine import RtpengineBackend
 
 __all__ = ["create_media_backend", "relay_config"]
@@ -50,7 +51,11 @@ def create_media_backend(settings: Settings) -> MediaBackend:
     """The backend `settings.media_backend` names; call `start()` on it before use."""
     if settings.media_backend == "relay":
         return RtpRelay(relay_config(settings))
+    if settings.media_backend == "relay-process":
+        return RelayProcess(relay_config(settings))
     if settings.media_backend == "rtpengine":
         host, port = split_host_port(settings.rtpengine_ng, 2223)
         return RtpengineBackend(host, port, rtp_timeout=settings.rtp_timeout)
-    raise ValueError(f"unknown media backend {settings.media_backend!r}: use relay or rtpengine")
+    raise ValueError(
+        f"unknown media backend {settings.media_backend!r}: use relay, relay-process or rtpengine"
+    )

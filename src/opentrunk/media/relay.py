@@ -16,13 +16,20 @@ sent to it. Measurement happens on the plain packet.
 A watchdog task reports streams silent past the RTP timeout to the timeout
 handler once per call; streams whose sender said (in its SDP) it will not send
 are on hold and never time out.
+
+Cost: each socket is a plain event-loop reader (no asyncio transport), so a
+packet costs one `recvfrom`, one header unpack, the statistics update and one
+`sendto`, and a call's four sockets are opened and closed without coroutines
+(bench/media_relay.py, bench/media_session.py). The relay runs in the edge's
+process (backend "relay") or alone in a child process (backend
+"relay-process", `relay_process.RelayProcess`), where the edge's work cannot
+delay its packets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import struct
@@ -49,6 +56,10 @@ __all__ = ["RelayConfig", "RelaySide", "RtpRelay"]
 
 log = logging.getLogger(__name__)
 _unpack_rtp = struct.Struct("!BBHII").unpack_from
+_monotonic = time.monotonic
+# Larger than any RTP/RTCP datagram over an Ethernet path (jumbo frames included);
+# a longer one would be truncated, which no media peer sends.
+_DATAGRAM_MAX = 9216
 Address = tuple[str, int]
 
 
@@ -67,7 +78,14 @@ class RelayConfig:
 
 
 class RelaySide:
-    """One leg of one stream: the relay's ports facing that leg's peer."""
+    """One leg of one stream: the relay's ports facing that leg's peer.
+
+    Its two sockets are read by `on_rtp_readable`/`on_rtcp_readable`, registered
+    with the event loop as plain readers: one `recvfrom` per wake-up, one
+    `sendto` straight on the peer side's socket, no transport or protocol objects
+    and no buffering between them (a datagram the kernel will not take is dropped
+    and counted, as a router would).
+    """
 
     __slots__ = (
         "active_since",
@@ -80,10 +98,11 @@ class RelaySide:
         "peer",
         "peer_media",
         "rtcp_latched",
-        "rtcp_transport",
+        "rtcp_sock",
         "rtp_latched",
-        "rtp_transport",
+        "rtp_sock",
         "rtt",
+        "send_errors",
         "srtp_failures",
         "srtp_rx",
         "srtp_tx",
@@ -94,10 +113,10 @@ class RelaySide:
         self.leg: Leg = leg
         self.index = index
         self.pair = pair
+        self.rtp_sock = pair.rtp_sock
+        self.rtcp_sock = pair.rtcp_sock
         self.peer: RelaySide = self
         self.peer_media: PeerMedia | None = None
-        self.rtp_transport: asyncio.DatagramTransport | None = None
-        self.rtcp_transport: asyncio.DatagramTransport | None = None
         self.rtp_latched: Address | None = None
         self.rtcp_latched: Address | None = None
         self.stats = ReceptionStats()
@@ -108,6 +127,7 @@ class RelaySide:
         self.srtp_failures = 0
         self.foreign = 0
         self.no_destination = 0
+        self.send_errors = 0
         self.active_since: float | None = None
 
     @property
@@ -149,81 +169,79 @@ class RelaySide:
             foreign_dropped=self.foreign,
         )
 
+    # -- the forwarding path: called by the event loop, once per readable socket --
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("side",)
-
-    def __init__(self, side: RelaySide) -> None:
-        self.side = side
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        side = self.side
-        latched = side.rtp_latched
-        if latched is not None and addr != latched:
-            side.foreign += 1
+    def on_rtp_readable(self) -> None:
+        try:
+            data, addr = self.rtp_sock.recvfrom(_DATAGRAM_MAX)
+        except OSError:  # nothing queued after all, or an error the next read reports
             return
-        rx = side.srtp_rx
+        latched = self.rtp_latched
+        if latched is not None and addr != latched:
+            self.foreign += 1
+            return
+        rx = self.srtp_rx
         if rx is not None:
             try:
                 data = rx.unprotect(data)
             except pylibsrtp.Error:
-                side.srtp_failures += 1
+                self.srtp_failures += 1
                 return
         if len(data) < 12 or data[0] >> 6 != 2:
-            side.foreign += 1
+            self.foreign += 1
             return
         if latched is None:
-            side.rtp_latched = addr
+            self.rtp_latched = addr
         _b0, b1, seq, ts, ssrc = _unpack_rtp(data)
-        side.stats.on_rtp(b1 & 0x7F, seq, ts, ssrc, len(data), time.monotonic())
-        peer = side.peer
+        self.stats.on_rtp(b1 & 0x7F, seq, ts, ssrc, len(data), _monotonic())
+        peer = self.peer
         dest = peer.rtp_latched or peer.rtp_destination()
-        transport = peer.rtp_transport
-        if dest is None or transport is None:
-            side.no_destination += 1
+        if dest is None:
+            self.no_destination += 1
             return
         tx = peer.srtp_tx
         if tx is not None:
             data = tx.protect(data)
-        transport.sendto(data, dest)
+        try:
+            peer.rtp_sock.sendto(data, dest)
+        except OSError:
+            self.send_errors += 1
 
-
-class _RtcpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("side",)
-
-    def __init__(self, side: RelaySide) -> None:
-        self.side = side
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        side = self.side
-        latched = side.rtcp_latched
-        if latched is not None and addr != latched:
-            side.foreign += 1
+    def on_rtcp_readable(self) -> None:
+        try:
+            data, addr = self.rtcp_sock.recvfrom(_DATAGRAM_MAX)
+        except OSError:
             return
-        rx = side.srtp_rx
+        latched = self.rtcp_latched
+        if latched is not None and addr != latched:
+            self.foreign += 1
+            return
+        rx = self.srtp_rx
         if rx is not None:
             try:
                 data = rx.unprotect_rtcp(data)
             except pylibsrtp.Error:
-                side.srtp_failures += 1
+                self.srtp_failures += 1
                 return
         if latched is None:
-            side.rtcp_latched = addr
-        now = time.monotonic()
-        peer = side.peer
+            self.rtcp_latched = addr
+        now = _monotonic()
+        peer = self.peer
         for report in parse_rtcp(data):
             if report.packet_type == RTCP_SR and report.ntp_middle32 is not None:
                 peer.rtt.sr_forwarded(report.ntp_middle32, now)
             for block in report.blocks:
-                side.rtt.report_received(block.lsr, block.dlsr, now)
+                self.rtt.report_received(block.lsr, block.dlsr, now)
         dest = peer.rtcp_destination()
-        transport = peer.rtcp_transport
-        if dest is None or transport is None:
+        if dest is None:
             return
         tx = peer.srtp_tx
         if tx is not None:
             data = tx.protect_rtcp(data)
-        transport.sendto(data, dest)
+        try:
+            peer.rtcp_sock.sendto(data, dest)
+        except OSError:
+            self.send_errors += 1
 
 
 class _RelayCall:
@@ -262,10 +280,12 @@ class RtpRelay:
         self._calls: dict[str, _RelayCall] = {}
         self._handler: TimeoutHandler | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self._watchdog is None:
             self._watchdog = asyncio.create_task(self._watch(), name="rtp-timeout-watchdog")
 
@@ -295,28 +315,44 @@ class RtpRelay:
         *,
         srtp_legs: frozenset[Leg] = frozenset(),
     ) -> bytes:
+        return self.offer_nowait(call_id, from_leg, sdp, srtp_legs=srtp_legs)
+
+    async def answer(self, call_id: str, from_leg: Leg, sdp: bytes) -> bytes:
+        return self.answer_nowait(call_id, from_leg, sdp)
+
+    # The relay never waits on anything: the *_nowait forms are the same calls for a
+    # caller that is not a coroutine (the relay process's control channel).
+
+    def offer_nowait(
+        self,
+        call_id: str,
+        from_leg: Leg,
+        sdp: bytes,
+        *,
+        srtp_legs: frozenset[Leg] = frozenset(),
+    ) -> bytes:
         call = self._calls.get(call_id)
         created = call is None
         if call is None:
             call = _RelayCall(call_id, srtp_legs)
         try:
-            body = await self._negotiate(call, from_leg, sdp)
+            body = self._negotiate(call, from_leg, sdp)
         except BaseException:
             if created:
-                await self._free(call)
+                self._free(call)
             raise
         if created:
             self._calls[call_id] = call
         call.last_offer_from = from_leg
         return body
 
-    async def answer(self, call_id: str, from_leg: Leg, sdp: bytes) -> bytes:
+    def answer_nowait(self, call_id: str, from_leg: Leg, sdp: bytes) -> bytes:
         call = self._calls.get(call_id)
         if call is None:
             raise MediaError("answer for a call the relay does not know")
-        return await self._negotiate(call, from_leg, sdp)
+        return self._negotiate(call, from_leg, sdp)
 
-    async def _negotiate(self, call: _RelayCall, from_leg: Leg, body: bytes) -> bytes:
+    def _negotiate(self, call: _RelayCall, from_leg: Leg, body: bytes) -> bytes:
         to_leg = other_leg(from_leg)
         session = parse(body)
         peers = read_peer_media(session, want_srtp=from_leg in call.srtp_legs)
@@ -325,7 +361,7 @@ class RtpRelay:
         now = time.monotonic()
         for index, pm in enumerate(peers):
             if index >= len(call.streams):
-                call.streams.append(await self._open_stream(call, index))
+                call.streams.append(self._open_stream(index))
             stream = call.streams[index]
             side, facing = stream[from_leg], stream[to_leg]
             self._apply_peer_media(side, pm)
@@ -365,20 +401,21 @@ class RtpRelay:
         if pm.sdes_key is not None and (old is None or old.sdes_key != pm.sdes_key):
             side.srtp_rx = _srtp_session(pm.sdes_key, inbound=True)
 
-    async def _open_stream(self, call: _RelayCall, index: int) -> dict[str, RelaySide]:
-        loop = asyncio.get_running_loop()
+    def _open_stream(self, index: int) -> dict[str, RelaySide]:
+        """Two sides, each with a freshly bound port pair read by the loop directly.
+
+        Synchronous and free of asyncio transports: opening and closing a call's four
+        sockets is on the SIP edge's per-call path (bench/media_session.py).
+        """
+        add_reader = self._event_loop().add_reader
         stream: dict[str, RelaySide] = {}
         try:
             legs: tuple[Leg, Leg] = ("a", "b")
             for leg in legs:
                 side = RelaySide(leg, index, self.pool.allocate())
                 stream[leg] = side
-                side.rtp_transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_RtpProtocol, side), sock=side.pair.rtp_sock
-                )
-                side.rtcp_transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_RtcpProtocol, side), sock=side.pair.rtcp_sock
-                )
+                add_reader(side.rtp_sock, side.on_rtp_readable)
+                add_reader(side.rtcp_sock, side.on_rtcp_readable)
         except BaseException:
             for side in stream.values():
                 self._close_side(side)
@@ -387,35 +424,44 @@ class RtpRelay:
         stream["b"].peer = stream["a"]
         return stream
 
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     # -- teardown and figures -------------------------------------------------
 
     async def delete(self, call_id: str) -> CallQuality | None:
+        return self.delete_nowait(call_id)
+
+    def delete_nowait(self, call_id: str) -> CallQuality | None:
         call = self._calls.pop(call_id, None)
         if call is None:
             return None
         quality = self._quality(call)
-        await self._free(call)
+        self._free(call)
         return quality
 
-    async def _free(self, call: _RelayCall) -> None:
+    def _free(self, call: _RelayCall) -> None:
         for side in call.sides():
             self._close_side(side)
         call.streams.clear()
-        # Transports close their sockets on the next loop iteration.
-        await asyncio.sleep(0)
 
     def _close_side(self, side: RelaySide) -> None:
-        for transport in (side.rtp_transport, side.rtcp_transport):
-            if transport is not None:
-                transport.close()
-        if side.rtp_transport is None:
-            side.pair.rtp_sock.close()
-        if side.rtcp_transport is None:
-            side.pair.rtcp_sock.close()
-        side.rtp_transport = side.rtcp_transport = None
+        loop = self._loop
+        for sock in (side.rtp_sock, side.rtcp_sock):
+            if sock.fileno() < 0:
+                continue  # closed already
+            if loop is not None:
+                loop.remove_reader(sock)
+            sock.close()
         self.pool.release(side.port)
 
     async def stats(self, call_id: str) -> CallQuality | None:
+        return self.stats_nowait(call_id)
+
+    def stats_nowait(self, call_id: str) -> CallQuality | None:
         call = self._calls.get(call_id)
         return None if call is None else self._quality(call)
 
