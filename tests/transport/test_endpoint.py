@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -154,6 +155,40 @@ def test_lost_200_is_retransmitted_until_ack() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_unacked_200_retransmitted_with_backoff_then_given_up(use_uvloop: bool) -> None:
+    async def main() -> None:
+        timed_out = asyncio.Event()
+        ok_seen: list[float] = []
+
+        def handler(incoming: IncomingRequest) -> None:
+            if incoming.method == "INVITE":
+                incoming.on_ack_timeout = timed_out.set
+                incoming.respond(200, contact=incoming.endpoint.contact_uri("bob"))
+
+        async with pair("udp", handler) as (uac, uas):
+            loop = asyncio.get_running_loop()
+            invite = new_request("INVITE", uac, uas, "udp")
+            outgoing = uac.request(
+                invite,
+                uas.local_address(),
+                on_response=lambda r: ok_seen.append(loop.time()) if r.status == 200 else None,
+            )
+            assert (await outgoing.final).status == 200
+            # No ACK is ever sent: the 2xx goes again at T1, 2*T1, ... (capped at T2)
+            # until 64*T1, then the TU is told.
+            await asyncio.wait_for(timed_out.wait(), 5)
+            assert not uas._retransmissions
+            # 64*T1 = 1.28 s with T1 = 20 ms and T2 = 160 ms: re-sent after 20, 40, 80,
+            # then every 160 ms, about ten times (fewer if the loop was held up).
+            assert 3 <= len(ok_seen) - 1 <= 12, ok_seen
+            count = len(ok_seen)
+            await asyncio.sleep(0.4)
+            assert len(ok_seen) == count  # given up: nothing more is sent
+
+    run(main(), uvloop=use_uvloop)
+
+
 def test_lost_ack_is_resent_on_retransmitted_200() -> None:
     async def main() -> None:
         acks: list[Request] = []
@@ -215,13 +250,19 @@ def test_lost_invite_is_retransmitted_by_timer_a() -> None:
 
 def test_timeout_gives_local_408() -> None:
     async def main() -> None:
-        async with pair("udp", None) as (uac, uas):
-            dead = uas.local_address()
-            request = new_request("OPTIONS", uac, uas, "udp")
-            await uas.close()
-            outgoing = uac.request(request, dead)
-            final = await asyncio.wait_for(outgoing.final, 5)
-            assert final.status == 408 and outgoing.local_failure == "timeout"
+        # A peer that takes the datagrams and never answers (a closed port would send
+        # back ICMP port unreachable: a transport error, tests/transport/test_udp_icmp.py).
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        try:
+            async with pair("udp", None) as (uac, uas):
+                dead = Address("udp", "127.0.0.1", silent.getsockname()[1])
+                request = new_request("OPTIONS", uac, uas, "udp")
+                outgoing = uac.request(request, dead)
+                final = await asyncio.wait_for(outgoing.final, 5)
+                assert final.status == 408 and outgoing.local_failure == "timeout"
+        finally:
+            silent.close()
 
     run(main())
 

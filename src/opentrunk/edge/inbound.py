@@ -26,8 +26,8 @@ Timeouts per attempt (settings): a PBX that sends nothing at all within
 `origination_provisional_timeout` (2 s), or sends only 100 Trying and neither rings nor
 answers within `origination_timeout` (5 s), counts as a timeout (fallback; alone 4170);
 once it rang (18x) it has `ring_timeout` to answer. A transport failure (TCP refused,
-TLS handshake failure) counts as unreachable at once. ICMP errors on UDP are not seen
-by the edge's unconnected socket, so a closed UDP port is a timeout.
+TLS handshake failure, an ICMP destination-unreachable for a UDP request, read from the
+socket's error queue by `transport.icmp`) counts as unreachable at once.
 
 Secure trunks (CALLS.md "Media", issue 6 item 4): a call to a number on a `secure`
 trunk goes to the PBX over TLS only (the URI's transport is overridden, its host and

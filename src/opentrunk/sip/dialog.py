@@ -20,12 +20,12 @@ built with `dialog_response`, which copies Record-Route and adds the Contact (12
 from __future__ import annotations
 
 import enum
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.headers import NameAddr
+from opentrunk.sip.ids import random_hex
 from opentrunk.sip.message import Request, Response, make_response
 from opentrunk.sip.uri import URI, SipURI
 
@@ -67,7 +67,7 @@ class DialogId:
 
 def new_tag() -> str:
     """A From/To tag with enough randomness to be globally unique (19.3: >= 32 bits)."""
-    return secrets.token_hex(8)
+    return random_hex(8)
 
 
 def _contact_uri(message: Request | Response) -> URI:
@@ -177,7 +177,7 @@ class Dialog:
             remote_tag=remote_tag,
             local_uri=local_uri,
             remote_uri=remote_uri,
-            local_seq=local_seq if local_seq is not None else secrets.randbelow(2**16) + 1,
+            local_seq=local_seq if local_seq is not None else int(random_hex(2), 16) + 1,
             remote_seq=request.cseq.number,
             remote_target=_contact_uri(request),
             route_set=[_copy_route(r) for r in request.record_routes],

@@ -208,13 +208,20 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(key, name)
 
 
+# Header names already checked to be tokens: a handful of spellings cover all traffic.
+_TOKEN_NAMES: set[str] = set()
+
+
 def _check_field(name: str, value: str) -> None:
     # A CR or LF in a value we were handed would end the line on the wire and
     # let the caller inject header fields; a bad name would break the framing.
     if "\r" in value or "\n" in value:
         raise ValueError(f"header {name!r}: value contains CR or LF")
-    if not is_token(name):
-        raise ValueError(f"not a header name: {name!r}")
+    if name not in _TOKEN_NAMES:
+        if not is_token(name):
+            raise ValueError(f"not a header name: {name!r}")
+        if len(_TOKEN_NAMES) < _KEY_CACHE_MAX and len(name) <= 64:
+            _TOKEN_NAMES.add(name)
 
 
 class Headers:
@@ -228,24 +235,29 @@ class Headers:
     name that is not a token.
     """
 
-    __slots__ = ("_fields", "_index")
+    __slots__ = ("_fields", "_index", "version")
 
     def __init__(self, fields: Iterable[tuple[str, str]] | None = None) -> None:
-        # Each field is (key, name as written, value).
-        self._fields: list[tuple[str, str, str]] = []
+        # Each field is (key, name as written, value). A tuple once compacted (`compact`).
+        self._fields: list[tuple[str, str, str]] | tuple[tuple[str, str, str], ...] = []
         self._index: dict[str, list[str]] | None = None
+        # Bumped by every change, so a message can tell its cached wire form is current.
+        self.version = 0
         if fields is not None:
+            added = self._editable()
             for name, value in fields:
                 _check_field(name, value)
-                self._fields.append((header_key(name), name, value))
+                added.append((header_key(name), name, value))
 
     @classmethod
     def _from_parsed(
-        cls, fields: list[tuple[str, str, str]], index: dict[str, list[str]]
+        cls, fields: list[tuple[str, str, str]], index: dict[str, list[str]] | None
     ) -> Headers:
+        """Headers from fields already checked (parsed, or copied from such headers)."""
         h = cls.__new__(cls)
         h._fields = fields
         h._index = index
+        h.version = 0
         return h
 
     def _idx(self) -> dict[str, list[str]]:
@@ -261,9 +273,21 @@ class Headers:
             self._index = index
         return index
 
+    def _editable(self) -> list[tuple[str, str, str]]:
+        """The fields as a list to change in place (a compacted tuple becomes one again)."""
+        fields = self._fields
+        if isinstance(fields, tuple):
+            fields = self._fields = list(fields)
+        return fields
+
     def compact(self) -> None:
-        """Drop the lookup index (one list per header name); the next lookup rebuilds it."""
+        """Drop the lookup index (one list per header name; the next lookup rebuilds it)
+        and freeze the fields into a tuple: a tuple of strings is soon no longer tracked by
+        the garbage collector, a list always is (and thousands of messages wait out their
+        transactions' timers)."""
         self._index = None
+        if isinstance(self._fields, list):
+            self._fields = tuple(self._fields)
 
     # -- reading -----------------------------------------------------------
 
@@ -334,6 +358,7 @@ class Headers:
             new_fields.extend((key, spelled, v) for v in values)
         self._fields = new_fields
         self._index = None
+        self.version += 1
 
     def add(self, name: str, value: str, first: bool = False) -> None:
         """Add a `name` field: last, or with ``first=True`` before the existing ones
@@ -341,22 +366,34 @@ class Headers:
         _check_field(name, value)
         key = header_key(name)
         field = (key, _CANONICAL.get(key, name), value)
+        fields = self._editable()
         if first:
-            for i, f in enumerate(self._fields):
+            for i, f in enumerate(fields):
                 if f[0] == key:
-                    self._fields.insert(i, field)
+                    fields.insert(i, field)
                     break
             else:
-                self._fields.insert(0, field)
+                fields.insert(0, field)
         else:
-            self._fields.append(field)
-        self._index = None
+            fields.append(field)
+        index = self._index
+        if index is not None:
+            # Kept up to date with a new list for this name only: a message caches the
+            # views it parsed by the identity of their value lists, so the views of the
+            # other headers stay valid.
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                index[key] = [value, *values] if first else [*values, value]
+        self.version += 1
 
     def remove(self, name: str) -> None:
         """Remove every `name` field (no error if there is none)."""
         key = header_key(name)
         self._fields = [f for f in self._fields if f[0] != key]
         self._index = None
+        self.version += 1
 
     def pop_first(self, name: str) -> str | None:
         """Remove and return the first *element* of header `name` (e.g. the top Via).
@@ -365,19 +402,34 @@ class Headers:
         field; the field goes when it has no elements left.
         """
         key = header_key(name)
-        for i, f in enumerate(self._fields):
+        fields = self._editable()
+        for i, f in enumerate(fields):
             if f[0] != key:
                 continue
-            self._index = None
+            self.version += 1
+            rest: str | None = None  # what stays of the field
             if key in LIST_HEADERS:
                 elements = split_commas(f[2])
+                popped = elements[0]
                 if len(elements) > 1:
-                    self._fields[i] = (key, f[1], ", ".join(elements[1:]))
-                    return elements[0]
-                del self._fields[i]
-                return elements[0]
-            del self._fields[i]
-            return f[2]
+                    rest = ", ".join(elements[1:])
+            else:
+                popped = f[2]
+            if rest is None:
+                del fields[i]
+            else:
+                fields[i] = (key, f[1], rest)
+            index = self._index
+            if index is not None:
+                # A new list for this name only (see `add`).
+                values = index[key][1:]
+                if rest is not None:
+                    values.insert(0, rest)
+                if values:
+                    index[key] = values
+                else:
+                    del index[key]
+            return popped
         return None
 
     def copy(self) -> Headers:
@@ -385,6 +437,7 @@ class Headers:
         h = Headers.__new__(Headers)
         h._fields = list(self._fields)
         h._index = None
+        h.version = 0
         return h
 
     def __eq__(self, other: object) -> bool:

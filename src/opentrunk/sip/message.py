@@ -63,6 +63,7 @@ from opentrunk.sip.headers import (
     Headers,
     NameAddr,
     Via,
+    _check_field,
     canonical_name,
     header_key,
     parse_cseq,
@@ -126,10 +127,14 @@ _METHODS = frozenset(
 class Message:
     """What requests and responses share: `headers`, `body`, derived properties."""
 
-    __slots__ = ("_cache", "body", "headers")
+    __slots__ = ("_cache", "_wire", "body", "headers")
 
     headers: Headers
     body: bytes
+    # The last wire form and what it was built from: (headers, their version, start
+    # line, body, octets). A message re-sent unchanged (retransmissions, a re-sent ACK)
+    # is serialized once.
+    _wire: tuple[Headers, int, str, bytes, bytes] | None
 
     def __init__(
         self, headers: Headers | Iterable[tuple[str, str]] | None = None, body: bytes = b""
@@ -141,6 +146,7 @@ class Message:
         self.headers = headers
         self.body = body
         self._cache: dict[str, tuple[object, Any]] = {}
+        self._wire = None
 
     # -- derived, cached views of header values -----------------------------
 
@@ -237,15 +243,38 @@ class Message:
         """Drop the parsed views and the header index; both are rebuilt from the header
         fields on next access. For a message kept only to be re-sent or matched (a
         transaction waiting out its timers): it then holds a few objects instead of
-        dozens, which keeps the garbage collector's full passes short under load."""
+        dozens, which keeps the garbage collector's full passes short under load. The
+        cached wire form goes too (rebuilt if the message is ever sent again)."""
         self._cache.clear()
+        self._wire = None
         self.headers.compact()
 
     # -- editing helpers ----------------------------------------------------
 
     def push_via(self, via: Via | str) -> None:
         """Add `via` as the new top Via."""
+        below = self._cached_vias()
         self.headers.add("Via", str(via), first=True)
+        if isinstance(via, Via) and below is not None:
+            self._prime_vias([via.copy(), *below])
+
+    def _cached_vias(self) -> list[Via] | None:
+        """The parsed Via elements if they are cached and current (no parsing)."""
+        values = self.headers._idx().get("via")
+        hit = self._cache.get("via")
+        if values is None:
+            return []
+        if hit is not None and hit[0] is values:
+            vias: list[Via] = hit[1]
+            return vias
+        return None
+
+    def _prime_vias(self, vias: list[Via]) -> None:
+        # The Via elements just written are known: cache them instead of parsing the
+        # values back (the transport stamps every request; the endpoint adds our Via).
+        values = self.headers._idx().get("via")
+        if values is not None:
+            self._cache["via"] = (values, vias)
 
     def pop_via(self) -> Via | None:
         """Remove the top Via element and return it parsed (None if there was none)."""
@@ -254,8 +283,11 @@ class Message:
 
     def set_top_via(self, via: Via) -> None:
         """Replace the top Via element (e.g. after adding received/rport)."""
+        vias = self._cached_vias()
         self.headers.pop_first("via")
         self.headers.add("Via", str(via), first=True)
+        if vias:
+            self._prime_vias([via.copy(), *vias[1:]])
 
     # -- wire form ----------------------------------------------------------
 
@@ -269,11 +301,21 @@ class Message:
         """
         body = self.body
         start = self.start_line()
+        headers = self.headers
+        wire = self._wire
+        if (
+            wire is not None
+            and wire[0] is headers
+            and wire[1] == headers.version
+            and wire[2] == start
+            and wire[3] is body
+        ):
+            return wire[4]
         if "\r" in start or "\n" in start:
             raise ValueError("start line contains CR or LF")
         lines = [start]
         cl_done = False
-        for key, name, value in self.headers._fields:
+        for key, name, value in headers._fields:
             if key == "content-length":
                 if not cl_done:
                     lines.append(f"{name}: {len(body)}")
@@ -284,7 +326,9 @@ class Message:
             lines.append(f"Content-Length: {len(body)}")
         lines.append("")
         lines.append("")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
+        data = "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
+        self._wire = (headers, headers.version, start, body, data)
+        return data
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -537,6 +581,7 @@ def _finish_response(
     resp.headers = headers
     resp.body = body
     resp._cache = {}
+    resp._wire = None
     resp.status = int(code)
     resp.reason = parts[2] if len(parts) > 2 else ""
     resp.version = SIP_VERSION
@@ -564,6 +609,7 @@ def _finish_request(
     req.headers = headers
     req.body = b""
     req._cache = {}
+    req._wire = None
     req.method = method
     req.version = SIP_VERSION
     req._uri = None
@@ -585,6 +631,42 @@ def _finish_request(
             err.partial = _partial(parts, headers, index, data)
         raise
     return req
+
+
+class _Accepted:
+    """Whether `expression` accepts a whole header value, remembering the values it
+    accepted recently: a call's From, To and Contact recur in most of its messages.
+    Two generations of at most `size` values (the older dropped when the newer fills),
+    values of at most `_REMEMBER_MAX` characters (a peer sending huge unique values
+    must not make the memo big)."""
+
+    __slots__ = ("current", "expression", "previous", "size")
+
+    def __init__(self, expression: re.Pattern[str], size: int = 4096) -> None:
+        self.expression = expression
+        self.size = size
+        self.current: set[str] = set()
+        self.previous: set[str] = set()
+
+    def __call__(self, value: str) -> bool:
+        if value in self.current:
+            return True
+        if value not in self.previous and self.expression.fullmatch(value) is None:
+            return False
+        if len(value) <= _REMEMBER_MAX:
+            if len(self.current) >= self.size:
+                self.previous = self.current
+                self.current = set()
+            self.current.add(value)
+        return True
+
+
+_REMEMBER_MAX = 512
+
+
+_VALID_VIA = _Accepted(VIA_LIST_RE)
+_VALID_NAME_ADDR = _Accepted(NAME_ADDR_RE)
+_VALID_CONTACT = _Accepted(NAME_ADDR_LIST_RE, 2048)
 
 
 def _validate(msg: Message, index: dict[str, list[str]], method: str | None) -> None:
@@ -617,16 +699,16 @@ def _validate(msg: Message, index: dict[str, list[str]], method: str | None) -> 
             raise SipParseError("CSeq method does not match the request method")
     msg._cache["cseq"] = (cseq_values, cseq)
     for value in index["via"]:
-        if VIA_LIST_RE.fullmatch(value) is None:
+        if not _VALID_VIA(value):
             raise SipParseError("bad Via header")
-    if NAME_ADDR_RE.fullmatch(index["from"][0]) is None:
+    if not _VALID_NAME_ADDR(index["from"][0]):
         raise SipParseError("bad From header")
-    if NAME_ADDR_RE.fullmatch(index["to"][0]) is None:
+    if not _VALID_NAME_ADDR(index["to"][0]):
         raise SipParseError("bad To header")
     contacts = index.get("contact")
     if contacts is not None:
         for value in contacts:
-            if NAME_ADDR_LIST_RE.fullmatch(value) is None:
+            if not _VALID_CONTACT(value):
                 raise SipParseError("bad Contact header")
     mf = index.get("max-forwards")
     if mf is not None and not (mf[0].isdigit() and mf[0].isascii()):
@@ -659,6 +741,7 @@ def _partial(
     req.headers = headers
     req.body = b""
     req._cache = {}
+    req._wire = None
     req.method = method
     req._uri = uri
     req._uri_text = uri_text
@@ -767,25 +850,44 @@ def make_response(
     SipParseError too: headers are copied raw, missing ones are left out, and a
     value holding a lone CR or LF is never copied (it would inject a header).
     """
-    out: list[tuple[str, str]] = []
-    src = request.headers
-    for key, name in (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID")):
-        for value in src._idx().get(key, ()):
-            if key == "to" and to_tag is not None and status != 100 and not _has_tag(value):
-                value = f"{value};tag={to_tag}"
-            out.append((name, value))
-            if key != "via":
-                break
-    cseq = src.get("cseq")
-    if cseq is not None:
-        out.append(("CSeq", cseq))
+    # Built as trusted fields: the names are ours, the copied values are checked for
+    # CR/LF here, and only the caller's `headers` go through the usual field checks.
+    fields: list[tuple[str, str, str]] = []
+    index = request.headers._idx()
+    for key, name in _COPIED:
+        values = index.get(key)
+        if not values:
+            continue
+        if key == "via":
+            fields.extend((key, name, value) for value in values if _single_line(value))
+            continue
+        value = values[0]
+        if key == "to" and to_tag is not None and status != 100 and not _has_tag(value):
+            value = f"{value};tag={to_tag}"
+        if _single_line(value):
+            fields.append((key, name, value))
     if status == 100:
-        ts = src.get("timestamp")
-        if ts is not None:
-            out.append(("Timestamp", ts))
-    out = [(n, v) for n, v in out if "\r" not in v and "\n" not in v]
-    out.extend(headers)
-    return Response(status, reason, out, body)
+        ts = index.get("timestamp")
+        if ts and _single_line(ts[0]):
+            fields.append(("timestamp", "Timestamp", ts[0]))
+    for name, value in headers:
+        _check_field(name, value)
+        fields.append((header_key(name), name, value))
+    response = Response(status, reason, Headers._from_parsed(fields, None), body)
+    return response
+
+
+_COPIED = (
+    ("via", "Via"),
+    ("from", "From"),
+    ("to", "To"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+)
+
+
+def _single_line(value: str) -> bool:
+    return "\r" not in value and "\n" not in value
 
 
 _TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)

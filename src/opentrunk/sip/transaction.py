@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import os
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -59,6 +58,7 @@ from typing import NamedTuple
 
 from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.headers import Headers, Via
+from opentrunk.sip.ids import random_hex
 from opentrunk.sip.message import Request, Response, make_response
 from opentrunk.sip.timers import DEFAULT_TIMERS, TimerConfig
 
@@ -91,7 +91,7 @@ _DEFAULT_PORT = {"tls": 5061, "wss": 443, "ws": 80}
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch: the magic cookie and 96 random bits."""
-    return MAGIC_COOKIE + os.urandom(12).hex()
+    return MAGIC_COOKIE + random_hex(12)
 
 
 class Address(NamedTuple):
@@ -129,6 +129,8 @@ COMPACT_AFTER = 2.0
 # Timer slots: each transaction has at most one retransmit timer (A/E/G), one timer
 # that ends a state (B/D/F/K/H/I/J/L/M) and, for INVITE servers, the 100 Trying timer.
 _RETX, _END, _TRYING = 0, 1, 2
+# Below this many timer entries the heap is never pruned of stale ones.
+_PRUNE_MIN = 1024
 
 
 class Transaction:
@@ -210,7 +212,7 @@ class ServerTransaction(Transaction):
 # --- actions ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendMessage:
     """Put `message` on the wire to `dest` (for `transaction`, if any)."""
 
@@ -219,7 +221,7 @@ class SendMessage:
     transaction: Transaction | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A request for the TU. See the module docstring for None transactions and CANCEL."""
 
@@ -229,7 +231,7 @@ class RequestReceived:
     cancels: ServerTransaction | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for the TU; `transaction` is None for a stray response."""
 
@@ -238,7 +240,7 @@ class ResponseReceived:
     transaction: ClientTransaction | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionTimeout:
     """Timer B or F (no final response) or H (no ACK for our final) fired."""
 
@@ -246,14 +248,14 @@ class TransactionTimeout:
     timer: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransportFailed:
     """A send for this transaction failed; it is terminated (RFC 3261 17.1.4, 17.2.4)."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionTerminated:
     transaction: Transaction
 
@@ -366,6 +368,7 @@ class TransactionLayer:
         # (deadline, sequence, transaction, slot); entries go stale when the
         # transaction's deadline for that slot changes, and are skipped then.
         self._heap: list[tuple[float, int, Transaction, int]] = []
+        self._prune_at = _PRUNE_MIN  # heap size that triggers dropping stale entries
         self._seq = itertools.count()
         # (when, transaction) in time order: transactions whose messages to compact.
         self._waiting: deque[tuple[float, Transaction]] = deque()
@@ -396,7 +399,20 @@ class TransactionLayer:
             txn._end_at = at
         else:
             txn._trying_at = at
+        if len(self._heap) > self._prune_at:
+            self._prune()
         heapq.heappush(self._heap, (at, next(self._seq), txn, slot))
+
+    def _prune(self) -> None:
+        """Drop stale timer entries (a timer stopped or replaced, a transaction ended):
+        each holds its transaction, messages included, until its deadline, up to 64*T1
+        after the transaction is gone. Rebuilt when the heap has doubled since the last
+        rebuild, so the cost stays amortized O(1) per timer."""
+        heap = self._heap  # changed in place: tick() may be iterating over it
+        live = self._live
+        heap[:] = [entry for entry in heap if live(entry[2], entry[3], entry[0])]
+        heapq.heapify(heap)
+        self._prune_at = max(_PRUNE_MIN, 2 * len(heap))
 
     def next_deadline(self) -> float | None:
         """When `tick` next has work to do, or None when no timer is running."""

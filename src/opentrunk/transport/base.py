@@ -38,7 +38,8 @@ class TransportStats:
     framing_errors: int = 0  # streams closed because their framing was lost
     handler_errors: int = 0  # exceptions raised by the handler (a bug upstream)
     internal_errors: int = 0  # anything but SipParseError out of the parser (a bug)
-    send_errors: int = 0  # sends that failed
+    send_errors: int = 0  # sends that failed (ICMP errors failing a destination included)
+    icmp_errors: int = 0  # ICMP errors read from a UDP socket's error queue
     connections_opened: int = 0
     connections_closed: int = 0
     connections_refused: int = 0  # incoming connections over the connection cap

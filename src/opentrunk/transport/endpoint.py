@@ -5,8 +5,9 @@ timer that ticks it. Received messages go into the layer; the layer's actions ar
 out here (`SendMessage` -> a transport; `RequestReceived` -> the request handler;
 `ResponseReceived` -> the waiting client request; timeouts and transport failures ->
 synthesized 408/503 final responses, RFC 3261 8.1.3.1). Time is the event loop's
-monotonic clock; the endpoint sleeps with one `call_at` handle until the layer's
-`next_deadline()`.
+monotonic clock; the endpoint sleeps with one `call_at` handle until the earlier of the
+layer's `next_deadline()` and the next 2xx retransmission (kept in a heap of its own):
+no timer handle per transaction or per 2xx.
 
 What a user agent or the B2BUA does with it::
 
@@ -39,11 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import inspect
+import itertools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opentrunk.config import split_host_port
@@ -121,9 +124,18 @@ class IncomingRequest:
         self.on_cancel: Callable[[], None] | None = None
         # Called when no ACK arrived for our 2xx within 64*T1 (the dialog should end).
         self.on_ack_timeout: Callable[[], None] | None = None
-        existing = request.to.tag if request.method != "ACK" else None
-        self.local_tag: str = existing or new_tag()
+        self._local_tag: str | None = None
         self.final_sent = False
+
+    @property
+    def local_tag(self) -> str:
+        """Our To tag in responses: the request's own To tag when it has one (a request
+        inside a dialog), else a new one, the same for every response to this request.
+        Made on first use (an ACK or a request answered without a tag never needs it)."""
+        tag = self._local_tag
+        if tag is None:
+            tag = self._local_tag = self.request.to.tag or new_tag()
+        return tag
 
     @property
     def method(self) -> str:
@@ -170,7 +182,6 @@ class OutgoingRequest:
     transaction: ClientTransaction
     final: asyncio.Future[Response]
     on_response: ResponseCallback | None = None
-    responses: list[Response] = field(default_factory=list)
     local_failure: str | None = None
 
     def cancel(self) -> None:
@@ -178,16 +189,17 @@ class OutgoingRequest:
         self.endpoint.cancel(self)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Retransmission:
     """A 2xx to an INVITE re-sent over UDP until its ACK arrives (13.3.1.4)."""
 
+    key: tuple[str, int, str]
     incoming: IncomingRequest
     response: Response
     dest: Address
     interval: float
     give_up_at: float
-    handle: asyncio.TimerHandle | None = None
+    due: float
 
 
 class SipEndpoint:
@@ -216,6 +228,10 @@ class SipEndpoint:
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
         self._retransmissions: dict[tuple[str, int, str], _Retransmission] = {}
+        # (due, sequence, retransmission): run by the same timer as the layer's; an
+        # entry is stale once its retransmission was ACKed or moved to a later time.
+        self._retransmit_at: list[tuple[float, int, _Retransmission]] = []
+        self._retransmit_seq = itertools.count()
         # ACKs we sent for 2xx: (Call-ID, CSeq number, To tag) -> (ACK, dest, expiry).
         self._acks: dict[tuple[str, int, str], tuple[Request, Address, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -274,10 +290,8 @@ class SipEndpoint:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for retransmission in self._retransmissions.values():
-            if retransmission.handle is not None:
-                retransmission.handle.cancel()
         self._retransmissions.clear()
+        self._retransmit_at.clear()
         for task in list(self._tasks):
             task.cancel()
         for transport in self.transports.values():
@@ -320,10 +334,15 @@ class SipEndpoint:
         return self._loop.time()
 
     def _arm(self) -> None:
-        """(Re)schedule the layer's tick for its next deadline, if that moved earlier."""
+        """(Re)schedule the one timer for the next deadline (the layer's or a 2xx
+        retransmission's), if that moved earlier."""
         if self._closed or self._loop is None:
             return
         deadline = self.layer.next_deadline()
+        if self._retransmit_at:
+            due = self._next_retransmission()
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
         timer = self._timer
         if deadline is None:
             if timer is not None:
@@ -341,7 +360,10 @@ class SipEndpoint:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._perform(self.layer.tick(self._now()))
+        now = self._now()
+        self._perform(self.layer.tick(now))
+        if self._retransmit_at:
+            self._retransmit_due(now)
         self._arm()
 
     # -- receiving -------------------------------------------------------------------
@@ -410,7 +432,9 @@ class SipEndpoint:
             self._cancel_received(request, txn, action.cancels)
             return
         incoming = IncomingRequest(self, request, action.source, txn)
-        if txn is not None:
+        if txn is not None and request.method != "ACK":
+            # (An ACK of our 2xx comes with the INVITE's transaction: that one keeps
+            # the INVITE's IncomingRequest, not the ACK's.)
             txn.user_data = incoming
         if self.handler is None:
             if txn is not None:
@@ -445,15 +469,14 @@ class SipEndpoint:
         if retransmission is not None:
             # ACKed: the 2xx can no longer time out (and the callback holds the call).
             retransmission.incoming.on_ack_timeout = None
-            if retransmission.handle is not None:
-                retransmission.handle.cancel()
 
     def _response_received(self, action: ResponseReceived) -> None:
         response = action.response
         txn = action.transaction
         outgoing = txn.user_data if txn is not None else None
         if isinstance(outgoing, OutgoingRequest):
-            outgoing.responses.append(response)
+            # Responses are not kept here: the transaction holds the last one, and the
+            # provisional ones would otherwise live as long as the transaction (64*T1).
             if outgoing.on_response is not None:
                 outgoing.on_response(response)
             if response.status >= 200 and not outgoing.final.done():
@@ -591,8 +614,10 @@ class SipEndpoint:
         if response.status >= 200:
             incoming.final_sent = True
             # A CANCEL after the final response is answered without it (and it holds
-            # the call's state).
+            # the call's state); the transaction, which waits out its timers for up to
+            # 64*T1, no longer needs the request object either.
             incoming.on_cancel = None
+            txn.user_data = None
         self._perform(actions)
         self._arm()
         if incoming.method == "INVITE" and 200 <= response.status < 300 and not txn.reliable:
@@ -600,30 +625,57 @@ class SipEndpoint:
         return response
 
     def _retransmit_2xx(self, incoming: IncomingRequest, response: Response, dest: Address) -> None:
-        assert self._loop is not None
         key = (response.call_id, response.cseq.number, response.to.tag or "")
         if key in self._retransmissions:
             return
         t1 = self.timers.t1
+        now = self._now()
         retransmission = _Retransmission(
-            incoming, response, dest, t1, self._now() + self.timers.timeout
+            key, incoming, response, dest, t1, now + self.timers.timeout, now + t1
         )
         self._retransmissions[key] = retransmission
+        heapq.heappush(
+            self._retransmit_at, (retransmission.due, next(self._retransmit_seq), retransmission)
+        )
+        self._arm()
 
-        def fire() -> None:
-            if self._closed or self._retransmissions.get(key) is not retransmission:
-                return
-            if self._now() >= retransmission.give_up_at:
-                del self._retransmissions[key]
+    def _next_retransmission(self) -> float | None:
+        heap = self._retransmit_at
+        while heap:
+            due, _, retransmission = heap[0]
+            if (
+                self._retransmissions.get(retransmission.key) is retransmission
+                and retransmission.due == due
+            ):
+                return due
+            heapq.heappop(heap)
+        return None
+
+    def _retransmit_due(self, now: float) -> None:
+        """Re-send the 2xx whose time came (T1, 2*T1, ... capped at T2); give up after
+        64*T1 without an ACK (`on_ack_timeout`)."""
+        heap = self._retransmit_at
+        while (due := self._next_retransmission()) is not None and due <= now:
+            retransmission = heapq.heappop(heap)[2]
+            if now >= retransmission.give_up_at:
+                del self._retransmissions[retransmission.key]
+                incoming = retransmission.incoming
                 on_ack_timeout, incoming.on_ack_timeout = incoming.on_ack_timeout, None
                 if on_ack_timeout is not None:
-                    on_ack_timeout()
-                return
-            self._transmit(response, dest)
+                    try:
+                        on_ack_timeout()
+                    except Exception:
+                        self.internal_errors += 1
+                        log.exception("on_ack_timeout failed")
+                continue
+            try:
+                self._transmit(retransmission.response, retransmission.dest)
+            except Exception:
+                self.internal_errors += 1
+                log.exception("2xx retransmission failed")
             retransmission.interval = min(2 * retransmission.interval, self.timers.t2)
-            retransmission.handle = self._loop.call_later(retransmission.interval, fire)  # type: ignore[union-attr]
-
-        retransmission.handle = self._loop.call_later(t1, fire)
+            retransmission.due = now + retransmission.interval
+            heapq.heappush(heap, (retransmission.due, next(self._retransmit_seq), retransmission))
 
     def _spawn(self, awaitable: Awaitable[None]) -> None:
         assert self._loop is not None

@@ -3,16 +3,23 @@
 The receive path is kept lean (no logging, no per-packet allocation beyond the parse): a
 datagram over the size cap is counted and dropped unread; everything else goes through
 `Ingress`. Sends are fire-and-forget `sendto` calls to an IP literal.
+
+ICMP errors (a closed port, an unreachable host) come back through the socket's error
+queue (`opentrunk.transport.icmp`) with the destination that failed, and are reported to
+`on_send_error` like a refused TCP connection, so the client transactions to that
+address fail at once (RFC 3261 8.1.3.1, 17.1.4, 18.4) instead of timing out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from opentrunk.sip.message import Message
 from opentrunk.sip.transaction import Address
 from opentrunk.transport.base import MessageHandler, SendErrorHandler, Transport, is_ip_literal
+from opentrunk.transport.icmp import ErrorQueue
 from opentrunk.transport.ingress import Ingress
 
 # Largest datagram accepted. IP allows 65,507 octets of UDP payload; SIP messages near
@@ -39,8 +46,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         owner.ingress.process(data, Address("udp", addr[0], addr[1]), owner.reply)
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP errors on Linux carry no destination; they are only counted.
-        self.owner.stats.send_errors += 1
+        # The exception carries no destination: the error queue has them.
+        self.owner.icmp_error(exc)
 
 
 class UdpTransport(Transport):
@@ -62,6 +69,7 @@ class UdpTransport(Transport):
         self.ingress = Ingress(self)
         self._socket: asyncio.DatagramTransport | None = None
         self._local: Address | None = None
+        self._errors: ErrorQueue | None = None
 
     @property
     def local_address(self) -> Address:
@@ -77,11 +85,30 @@ class UdpTransport(Transport):
         self._socket = transport
         bound = transport.get_extra_info("sockname")
         self._local = Address("udp", str(bound[0]), int(bound[1]))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._errors = ErrorQueue.attach(sock.fileno(), sock.family)
 
     async def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+
+    def icmp_error(self, exc: Exception) -> None:
+        """The socket reported an error: read the queued ICMP errors and fail sends to each
+        destination that RFC 3261 18.4 counts as unreachable."""
+        queue = self._errors
+        if queue is None:
+            self.stats.send_errors += 1  # no destination to blame
+            return
+        for error in queue.drain():
+            self.stats.icmp_errors += 1
+            if error.delivery_failed:
+                reason = OSError(error.errno, os.strerror(error.errno))
+                self._send_failed(Address("udp", error.host, error.port), reason)
 
     def reply(self, data: bytes, dest: Address) -> None:
         self._sendto(data, dest)
