@@ -5,9 +5,9 @@ sipp as the PBX drives calls (INVITE, 407 digest challenge, INVITE with credenti
 records go to SQLite. Prints, for each rate tried: calls attempted, succeeded, failed,
 the failure ratio, the call-setup time p50/p99 as the PBX sees it (first INVITE -> 200:
 the 407 round and the carrier's 100 ms between 180 and 200 included) from sipp's per-call
-response-time trace, the CPU each process used (edge, sipp PBX, sipp
-carrier; 100% = one core) and, when calls failed, where in the scenario they failed
-(sipp's per-message timeout/unexpected counts). With --memory, the edge's RSS per
+response-time trace, the CPU each process used (edge, sipp PBX, sipp carrier; 100% = one
+core; a process's children included) and, when calls failed, where in the scenario they
+failed (sipp's per-message timeout/unexpected counts). With --memory, the edge's RSS per
 concurrent call with N calls up.
 
     .venv/bin/python bench/edge_calls.py --rates 100,200,300 --duration 60
@@ -25,6 +25,7 @@ carrier timeout of 5 s rather than the e2e harness's 1.5 s).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -95,16 +96,31 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """`cpu_seconds` of a process plus its children's (a media relay worker process, with
+    OPENTRUNK_MEDIA_BACKEND=relay-process: the edge's work all the same)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return own
+    return own + sum(cpu_seconds(int(child)) or 0.0 for child in children)
+
+
 class CpuMeter:
     """Samples the CPU time of some processes every 0.2 s until stopped (a process that
     exits keeps its last sample)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
-        self.first = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+        self.first = {name: tree_cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
         self.last = dict(self.first)
         self.started = time.monotonic()
         self.elapsed = 0.0
+        # The highest RSS of the first process (the edge) while sampling, KiB.
+        self.peak_rss = rss_kib(next(iter(pids.values())))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -112,9 +128,11 @@ class CpuMeter:
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             for name, pid in self.pids.items():
-                value = cpu_seconds(pid)
+                value = tree_cpu_seconds(pid)
                 if value is not None:
-                    self.last[name] = value
+                    self.last[name] = max(self.last[name], value)
+            with contextlib.suppress(OSError):
+                self.peak_rss = max(self.peak_rss, rss_kib(next(iter(self.pids.values()))))
             self.elapsed = time.monotonic() - self.started
 
     def used(self, name: str) -> float:
@@ -197,7 +215,8 @@ def run_rate(edge: EdgeProcess, work: Path, rate: float, duration: float, hold_m
     print(
         f"rate {rate:6.1f}/s x {duration:.0f}s: {ok + failed} calls in {elapsed:.1f}s, "
         f"{ok} ok, {failed} failed ({ratio:.3%}); setup p50 {p50:.1f} ms p99 {p99:.1f} ms; "
-        f"CPU {cpu}, edge {per_call:.2f} ms per call; load {load_before:.2f} -> {load_after:.2f}",
+        f"CPU {cpu}, edge {per_call:.2f} ms per call; edge RSS peak {meter.peak_rss // 1024} MiB; "
+        f"load {load_before:.2f} -> {load_after:.2f}",
         flush=True,
     )
     if failed:
@@ -212,26 +231,35 @@ def _probe_summary(path: Path, since: float) -> str:
     """Event-loop lag and garbage-collection figures (bench/edge_probe.py) since `since`."""
     lags: list[float] = []
     gc_ms = [0.0, 0.0, 0.0]
+    freed = [0, 0, 0]
+    runs = [0, 0, 0]
     longest = 0.0
-    objects = 0
+    objects = calls = 0
     for line in path.read_text().splitlines():
         stamp, *fields = line.split()
-        if float(stamp) < since:
-            continue
+        if float(stamp) - 1.0 < since:
+            continue  # (a line covers the second before its stamp)
         values = dict(field.split("=", 1) for field in fields)
         lags.append(float(values["lag_ms"]))
         for i, ms in enumerate(values["gc_ms"].split(",")):
             gc_ms[i] += float(ms)
+        for i, count in enumerate(values.get("gc_freed", "0,0,0").split(",")):
+            freed[i] += int(count)
+        for i, count in enumerate(values.get("gc_runs", "0,0,0").split(",")):
+            runs[i] += int(count)
         longest = max(longest, float(values["gc_max_ms"]))
         objects = int(values["objects"])
+        calls = int(values.get("calls", 0))
     if not lags:
         return "    probe: no samples"
     seconds = len(lags)
     return (
         f"    probe: loop lag p50 {statistics.median(lags):.0f} ms, max {max(lags):.0f} ms; "
-        f"GC ms per second gen0 {gc_ms[0] / seconds:.0f}, gen1 {gc_ms[1] / seconds:.0f}, "
-        f"gen2 {gc_ms[2] / seconds:.0f}, longest {longest:.0f} ms; "
-        f"{objects} tracked objects at the end"
+        f"GC runs per second {'/'.join(f'{n / seconds:.1f}' for n in runs)}, "
+        f"ms per second gen0 {gc_ms[0] / seconds:.0f}, gen1 {gc_ms[1] / seconds:.0f}, "
+        f"gen2 {gc_ms[2] / seconds:.0f}, longest {longest:.0f} ms; cyclic garbage found per "
+        f"second {'/'.join(f'{n / seconds:.0f}' for n in freed)}; "
+        f"{objects} tracked objects and {calls} call objects at the end"
     )
 
 

@@ -3,10 +3,18 @@
 line per second to $OPENTRUNK_PROBE_FILE:
 
     <unix time> lag_ms=<worst overshoot of a 10 ms sleep> gc_ms=<g0>,<g1>,<g2> \
-        gc_max_ms=<longest collection> objects=<tracked objects>
+        gc_runs=<r0>,<r1>,<r2> gc_freed=<n0>,<n1>,<n2> gc_max_ms=<longest collection> \
+        objects=<tracked objects> calls=<call objects> gc_threshold=<young>/<middle>/<old>
+
+`calls` counts the `BridgedCall` objects (outbound, inbound calls) still in memory, ended
+or not: far more than the calls up means something keeps ended calls alive.
 
 The lag is how late the event loop ran a 10 ms timer (a stalled loop delays every
-packet); the collections are timed with `gc.callbacks`. Diagnostics only.
+packet); the collections are counted and timed with `gc.callbacks`, and `gc_freed`
+counts the objects they found unreachable (cyclic garbage). Diagnostics only.
+
+`OPENTRUNK_PROBE_GC=young,middle,old` replaces the thresholds of `edge/gc_policy.py` (the
+heap is frozen all the same), to compare policies under the same load.
 """
 
 from __future__ import annotations
@@ -18,9 +26,16 @@ import sys
 import time
 from typing import Any
 
-from opentrunk.edge import server
+from opentrunk.edge import gc_policy, server
+from opentrunk.edge.bridge import BridgedCall
 
-_state: dict[str, Any] = {"t": [0.0, 0.0, 0.0], "max": 0.0, "start": 0.0}
+_state: dict[str, Any] = {
+    "t": [0.0, 0.0, 0.0],
+    "n": [0, 0, 0],
+    "runs": [0, 0, 0],
+    "max": 0.0,
+    "start": 0.0,
+}
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
@@ -29,12 +44,15 @@ def _on_gc(phase: str, info: dict[str, int]) -> None:
         return
     took = time.perf_counter() - _state["start"]
     _state["t"][info["generation"]] += took
+    _state["n"][info["generation"]] += info["collected"]
+    _state["runs"][info["generation"]] += 1
     _state["max"] = max(_state["max"], took)
 
 
 async def _probe(path: str) -> None:
     loop = asyncio.get_running_loop()
     worst, since = 0.0, time.monotonic()
+    counted = objects = calls = 0
     with open(path, "a") as out:
         while True:
             asked = loop.time()
@@ -42,15 +60,27 @@ async def _probe(path: str) -> None:
             worst = max(worst, loop.time() - asked - 0.01)
             if time.monotonic() - since >= 1.0:
                 g0, g1, g2 = (round(1000 * t) for t in _state["t"])
+                counted += 1
+                if counted % COUNT_EVERY == 1:
+                    # A walk of every tracked object: costly, hence not every second.
+                    tracked = gc.get_objects()
+                    objects = len(tracked)
+                    calls = sum(1 for o in tracked if isinstance(o, BridgedCall))
+                    del tracked  # held on, it would keep every object alive a while
                 out.write(
                     f"{time.time():.1f} lag_ms={1000 * worst:.0f} gc_ms={g0},{g1},{g2} "
-                    f"gc_max_ms={1000 * _state['max']:.0f} objects={len(gc.get_objects())}\n"
+                    f"gc_runs={','.join(str(n) for n in _state['runs'])} "
+                    f"gc_freed={','.join(str(n) for n in _state['n'])} "
+                    f"gc_max_ms={1000 * _state['max']:.0f} objects={objects} calls={calls} "
+                    f"gc_threshold={'/'.join(str(t) for t in gc.get_threshold())}\n"
                 )
                 out.flush()
-                _state["t"], _state["max"] = [0.0, 0.0, 0.0], 0.0
+                _state.update(t=[0.0, 0.0, 0.0], n=[0, 0, 0], runs=[0, 0, 0], max=0.0)
                 worst, since = 0.0, time.monotonic()
 
 
+# Objects and calls are counted every this many seconds (the lines in between repeat them).
+COUNT_EVERY = 5
 _start = server.SipEdge.start
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -60,8 +90,23 @@ async def _start_with_probe(self: server.SipEdge) -> None:
     _tasks.add(asyncio.create_task(_probe(os.environ["OPENTRUNK_PROBE_FILE"])))
 
 
+def _serving_policy_from_env() -> None:
+    _apply_policy()
+    young, middle, old = (int(v) for v in os.environ["OPENTRUNK_PROBE_GC"].split(","))
+    gc.set_threshold(young, middle, old)
+
+
+_apply_policy = gc_policy.apply_serving_policy
+
+
 def main() -> None:
     gc.callbacks.append(_on_gc)
+    if os.environ.get("OPENTRUNK_PROBE_GC"):
+        # run_edge and run_serve call the names they imported.
+        from opentrunk.cli import serve
+
+        for module in (server, serve):
+            setattr(module, "apply_serving_policy", _serving_policy_from_env)  # noqa: B010
     server.SipEdge.start = _start_with_probe  # type: ignore[method-assign]
     from opentrunk.cli.main import app
 

@@ -58,6 +58,13 @@ class Settings:
     origination_timeout: float = 5.0
     # OPTIONS answered per second per source address (keep-alives; more get no answer).
     options_rate: float = 10.0
+    # Brute-force lockout (edge/lockout.py): `lockout_failures` failed authentications
+    # from one source address within `lockout_window` seconds refuse its INVITEs (403)
+    # for `lockout_duration` seconds. 0 failures turns the lockout off (e.g. many PBXes
+    # behind one NAT address that must not lock each other out).
+    lockout_failures: int = 5
+    lockout_window: float = 60.0
+    lockout_duration: float = 300.0
     # Key that encrypts secrets at rest (Fernet, urlsafe base64). Empty: a key file is
     # generated under data_dir on first start with mode 0600.
     secret_key: str = ""

@@ -4,6 +4,8 @@ what a success does, and the bound on memory."""
 
 from __future__ import annotations
 
+import pytest
+
 from opentrunk.edge.lockout import SourceLockout
 
 
@@ -111,3 +113,17 @@ def test_memory_is_bounded_and_the_stalest_address_goes_first() -> None:
     assert guard.is_locked("10.0.0.1")  # its count survived the eviction of another
     for _ in range(4):
         assert guard.failure("10.0.0.2") is False  # forgotten, so counting afresh
+
+
+def test_zero_failures_turns_the_lockout_off() -> None:
+    guard = SourceLockout(max_failures=0, window=60.0, duration=300.0, clock=Clock())
+    assert not any(guard.failure("203.0.113.9") for _ in range(100))
+    assert not guard.is_locked("203.0.113.9")
+
+
+@pytest.mark.parametrize(
+    ("failures", "window", "duration"), [(-1, 60.0, 300.0), (5, 0.0, 300.0), (5, 60.0, -1.0)]
+)
+def test_thresholds_out_of_range_are_refused(failures: int, window: float, duration: float) -> None:
+    with pytest.raises(ValueError):
+        SourceLockout(max_failures=failures, window=window, duration=duration)

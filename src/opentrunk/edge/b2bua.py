@@ -7,7 +7,7 @@ how to finish it exactly once (`finish`: the call record is closed, the concurre
 slot released, metrics counted). `CallRegistry` maps each leg's dialog id (Call-ID and
 both tags, as `Dialog.id_of_request` sees an incoming request) to its call and side.
 
-In-dialog requests (`handle_in_dialog`): BYE from either leg is answered 200 and sent
+In-dialog requests (`dispatch_in_dialog`): BYE from either leg is answered 200 and sent
 on to the other leg, and the call ends with 3000 (carrier) or 3010 (customer); a second
 BYE finds no dialog and gets 481, which harms nothing. re-INVITE, UPDATE and INFO are
 relayed to the other leg (SDP through `sdp_relay.relay_sdp`) and the other leg's final
@@ -36,6 +36,7 @@ from opentrunk.domain.hangup_codes import (
     media_failure,
     midcall_failure,
 )
+from opentrunk.edge.logs import call_context
 from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp
 from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import Dialog, DialogError, DialogId
@@ -169,43 +170,61 @@ def hang_up(endpoint: SipEndpoint, call: Call, by: Side | None, end: CallEnd) ->
                 leg.dialog.terminate()
 
 
-async def handle_in_dialog(
+def dispatch_in_dialog(
     endpoint: SipEndpoint, registry: CallRegistry, incoming: IncomingRequest
-) -> None:
-    """Handle a request carrying a To tag (see the module docstring)."""
+) -> Awaitable[None] | None:
+    """Handle a request carrying a To tag (see the module docstring). ACK, BYE and the
+    refusals are done here and now; only a request that waits for the other leg (a
+    relayed re-INVITE, UPDATE or INFO, a REFER) returns the coroutine that does it.
+    Every call sees two or three of the former, and a task for each (the endpoint runs
+    what a handler returns in one) was most of their cost."""
     request = incoming.request
     method = request.method
     found = registry.find(Dialog.id_of_request(request))
     if found is None:
         if method != "ACK":
             incoming.respond(481)
-        return
+        return None
     call, side = found
-    leg = call.leg(side)
     if method == "ACK":
-        return
+        return None
+    # Run in the endpoint's receive callback (not a task of its own): lines logged while
+    # handling the request carry its call, and only while it is handled.
+    with call_context(call.call_uuid):
+        return _dispatch(endpoint, registry, incoming, call, side)
+
+
+def _dispatch(
+    endpoint: SipEndpoint,
+    registry: CallRegistry,
+    incoming: IncomingRequest,
+    call: Call,
+    side: Side,
+) -> Awaitable[None] | None:
+    request = incoming.request
+    method = request.method
+    leg = call.leg(side)
     if leg is None or leg.dialog is None or not leg.dialog.on_request(request):
         incoming.respond(500, headers=(("Retry-After", "1"),))
-        return
+        return None
     if method == "BYE":
         incoming.respond(200)
         if side is Side.CUSTOMER and call.transferring:
             # The transferor may leave once its REFER is accepted (RFC 5589 6.1): only
             # its leg ends; the transfer goes on (edge/refer.py).
             leg.dialog.terminate()
-            return
+            return None
         hang_up(endpoint, call, side, bye_from(side))
-        return
+        return None
     if method == "OPTIONS":
         incoming.respond(200)
-        return
+        return None
     if method in RELAYED_METHODS:
-        await _relay(endpoint, call, side, incoming, registry)
-        return
+        return _relay(endpoint, call, side, incoming, registry)
     if method == "REFER" and registry.on_refer is not None:
-        await registry.on_refer(call, side, incoming)
-        return
+        return registry.on_refer(call, side, incoming)
     incoming.respond(501)
+    return None
 
 
 async def _relay(

@@ -265,6 +265,12 @@ class LegPlacer:
                     return TIMEOUT
                 # else a provisional response moved the deadline meanwhile
             final = outgoing.final.result()
+            # The attempt's callback only matters before the final response, or for a
+            # late 2xx once the attempt was abandoned (never the case here). Left set, it
+            # would keep this whole call (media, record state) alive for 64*T1 after it
+            # ended, through the INVITE client transaction waiting in Accepted;
+            # retransmitted 2xx are re-ACKed by the endpoint without it.
+            outgoing.on_response = None
             if 200 <= final.status < 300:
                 return await self._answered(attempt, final)
             if (

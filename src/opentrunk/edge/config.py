@@ -22,6 +22,7 @@ costs one query per name per `ttl`.
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import json
 import logging
@@ -79,6 +80,15 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+class Missing(enum.Enum):
+    """Not in a cache (a cached None means "no such row")."""
+
+    MISSING = "missing"
+
+
+MISSING: Final = Missing.MISSING
+
+
 @dataclass
 class _Entry(Generic[V]):
     value: V
@@ -99,6 +109,13 @@ class _TtlCache(Generic[K, V]):
         self._entries.clear()
         # Loads in flight may have read the old rows: their results must not be stored.
         self.generation += 1
+
+    def peek(self, key: K) -> V | Missing:
+        """The fresh cached value, or MISSING (absent or expired: `get` loads it)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > self._clock():
+            return entry.value
+        return MISSING
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         entry = self._entries.get(key)
@@ -468,6 +485,18 @@ class EdgeConfig:
 
         self.loads += 1
         return await asyncio.to_thread(in_thread)
+
+    def cached_trunk_for_host(self, host: str) -> TrunkView | Missing | None:
+        """`trunk_for_host` when the answer is cached and fresh, without waiting; MISSING
+        when it would need a load."""
+        trunk_id = trunk_id_of_host(host, self.sip_domain)
+        if trunk_id is None:
+            return None
+        return self._trunks.peek(trunk_id.lower())
+
+    def cached_account(self, account_id: int) -> AccountView | Missing | None:
+        """`account` when cached and fresh, without waiting; MISSING otherwise."""
+        return self._accounts.peek(account_id)
 
     async def trunk_for_host(self, host: str) -> TrunkView | None:
         """The trunk whose domain is `host` (the Request-URI host), or None."""

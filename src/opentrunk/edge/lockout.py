@@ -7,6 +7,9 @@ lock the address for `duration` seconds, during which its INVITEs are refused (4
 before any credential check, so guessing costs the attacker time and costs us nothing.
 A success clears the address's count. Memory is bounded: at most `max_entries`
 addresses are tracked; the stalest are forgotten first.
+
+The thresholds are settings (`lockout_failures`, `lockout_window`, `lockout_duration`,
+env OPENTRUNK_LOCKOUT_*; docs/edge.md); `max_failures` 0 turns the lockout off.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class SourceLockout:
         max_entries: int = 65536,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if max_failures < 0 or window <= 0 or duration < 0:
+            raise ValueError(
+                "lockout needs max_failures >= 0 (0: off), window > 0 and duration >= 0"
+            )
         self.max_failures = max_failures
         self.window = window
         self.duration = duration
@@ -49,6 +56,8 @@ class SourceLockout:
 
     def failure(self, address: str) -> bool:
         """Count one failure; True when this failure locks the address (log it once)."""
+        if self.max_failures == 0:
+            return False
         now = self._clock()
         entry = self._entries.get(address)
         if entry is None or now - entry.first_at > self.window:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -90,8 +90,8 @@ from opentrunk.sip.headers import parse_name_addr
 from opentrunk.sip.message import Request, Response
 from opentrunk.sip.transaction import Address
 from opentrunk.sip.uri import SipURI
-from opentrunk.transport.base import format_host
-from opentrunk.transport.dns import LocateError
+from opentrunk.transport.base import format_host, is_ip_literal
+from opentrunk.transport.dns import LocateError, ServerTarget
 
 if TYPE_CHECKING:
     from opentrunk.edge.server import SipEdge
@@ -99,7 +99,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALLOW", "OutboundCall", "admit_call", "carrier_invite", "dial_carriers"]
+__all__ = [
+    "ALLOW",
+    "OutboundCall",
+    "admit_call",
+    "carrier_invite",
+    "dial_carriers",
+    "take_invite",
+]
 
 
 def carrier_timers(edge: SipEdge) -> AttemptTimers:
@@ -145,13 +152,26 @@ def carrier_invite(
     return Request("INVITE", target, fields, body)
 
 
+# What the locator answered for carriers configured by IP address: it does no DNS for
+# them, so its answer never changes and is kept (bounded: cleared when full).
+_LITERAL_TARGETS: dict[tuple[str, int | None, str | None], list[ServerTarget]] = {}
+_LITERAL_TARGETS_MAX = 1024
+
+
 async def _locate(edge: SipEdge, carrier: CarrierView) -> Address | None:
-    try:
-        targets = await edge.locator.locate(
-            carrier.host, port=carrier.port, transport=carrier.transport
-        )
-    except LocateError:
-        return None
+    key = (carrier.host, carrier.port, carrier.transport)
+    targets = _LITERAL_TARGETS.get(key)
+    if targets is None:
+        try:
+            targets = await edge.locator.locate(
+                carrier.host, port=carrier.port, transport=carrier.transport
+            )
+        except LocateError:
+            return None
+        if is_ip_literal(carrier.host):
+            if len(_LITERAL_TARGETS) >= _LITERAL_TARGETS_MAX:
+                _LITERAL_TARGETS.clear()
+            _LITERAL_TARGETS[key] = targets
     for target in targets:
         if target.transport in edge.endpoint.transports:
             return Address(target.transport, target.host, target.port)
@@ -219,6 +239,48 @@ def carrier_call_finish(
         to_country=routed.to_country if routed else None,
         post_dial_delay=None if delay is None else delay * 1000,
     )
+
+
+def take_invite(edge: SipEdge, incoming: IncomingRequest) -> Awaitable[None] | None:
+    """Start an outbound call for an INVITE to a trunk domain. Most calls are digest
+    authenticated, so their first INVITE only gets a 407 challenge: when the trunk and
+    account are cached and that is the answer (no credentials yet, steps 1 to 3 pass),
+    it is sent here and now, without creating a call or a task for it. Anything else
+    (a record to write, a load to wait for) goes the whole way, `OutboundCall.run`."""
+    request = incoming.request
+    source_ip = incoming.source.host
+    uri = request.uri
+    if (
+        isinstance(uri, SipURI)
+        and "Proxy-Authorization" not in request.headers
+        and not edge.lockout.is_locked(source_ip)
+    ):
+        config = edge.config
+        trunk = config.cached_trunk_for_host(uri.host_bare)
+        if (
+            isinstance(trunk, TrunkView)
+            and trunk.credential is not None
+            and trunk.enabled
+            and trunk.allows_outbound
+            and not (trunk.acl and trunk.acl_allows(source_ip))
+        ):
+            account = config.cached_account(trunk.account_id)
+            if (
+                isinstance(account, AccountView)
+                and account.enabled
+                and transport_matches(
+                    trunk.secure,
+                    incoming.source.transport,
+                    request.body,
+                    request.headers.get("Content-Type"),
+                )
+            ):
+                verdict = edge.authenticator.check(trunk, request, source_ip)
+                if verdict.verdict is Verdict.CHALLENGE:
+                    if incoming.respond(407, headers=verdict.challenge) is not None:
+                        edge.metrics.response_sent(407)
+                    return None
+    return OutboundCall(edge, incoming).run()
 
 
 class OutboundCall(BridgedCall):

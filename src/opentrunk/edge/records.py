@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -347,11 +348,20 @@ def _write_batch(conn: Any, items: Iterable[tuple[str, _Pending]]) -> None:
     for row in inserts:
         by_keys.setdefault(tuple(sorted(row)), []).append(row)
     for rows in by_keys.values():
-        conn.execute(insert(call_records), rows)
+        conn.execute(_INSERT, rows)
     for keys, rows in updates.items():
-        statement = (
-            update(call_records)
-            .where(call_records.c.call_uuid == bindparam("b_call_uuid"))
-            .values({key: bindparam(key) for key in keys})
-        )
-        conn.execute(statement, rows)
+        conn.execute(_update_statement(keys), rows)
+
+
+_INSERT: Final = insert(call_records)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(keys: tuple[str, ...]) -> Any:
+    """The UPDATE setting `keys` of one record. A handful of key sets occur (answered,
+    closed, closed with carriers...): built once each, rather than per flush."""
+    return (
+        update(call_records)
+        .where(call_records.c.call_uuid == bindparam("b_call_uuid"))
+        .values({key: bindparam(key) for key in keys})
+    )

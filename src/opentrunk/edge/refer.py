@@ -2,7 +2,7 @@
 is transferred blind to a number, over a new carrier leg placed under every outbound
 rule, and bridged to it in place of the transferor (CALLS.md "Mid-call", issue 5 item 8).
 
-`handle_refer` takes a REFER that arrived inside a call (`b2bua.handle_in_dialog`):
+`handle_refer` takes a REFER that arrived inside a call (`b2bua.dispatch_in_dialog`):
 
 - only from the customer's leg of a call that has an owner (`b2bua.CallOwner`), else 403;
 - `Refer-To` (exactly one) must be `sip:+E164@{the call's own trunk domain}`: missing or

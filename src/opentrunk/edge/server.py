@@ -3,13 +3,14 @@ when configured) to the store's configuration, the call recorder, the metrics, t
 limits and the B2BUA, and dispatching every request that reaches it.
 
 Dispatch (`_on_request`):
-- a request with a To tag belongs to a dialog: `b2bua.handle_in_dialog` (481 when no
+- a request with a To tag belongs to a dialog: `b2bua.dispatch_in_dialog` (481 when no
   call has it); ACKs end there too;
 - Max-Forwards 0 on an INVITE: 483 (4380); an INVITE carrying one of the edge's own Via
   sent-by addresses came back to us: 482 (4370) (`hop_refusal`). For a trunk domain the
   `OutboundCall` applies it once the trunk is known and the PBX authenticated, so the
   refusal is recorded in the trunk's account; otherwise no record is written;
-- INVITE for a trunk domain (`{trunk_id}.{sip domain}`): a new `outbound.OutboundCall`;
+- INVITE for a trunk domain (`{trunk_id}.{sip domain}`): `outbound.take_invite` (a new
+  `outbound.OutboundCall`, or the 407 challenge at once);
   any other INVITE: a new `inbound.InboundCall` (403 unless its source is a carrier's);
 - OPTIONS: 200 with Allow (keep-alive), at most `options_rate` per second per source
   (`keepalive.OptionsLimiter`, 503 beyond); CANCEL is answered by the endpoint itself;
@@ -38,7 +39,7 @@ from opentrunk.config import Settings, split_host_port
 from opentrunk.domain.hangup_codes import crash_recovery, rtp_timeout
 from opentrunk.domain.limits import CallAdmission, LimitStore, MemoryLimitStore, RedisLimitStore
 from opentrunk.edge.auth import TrunkAuthenticator
-from opentrunk.edge.b2bua import CallRegistry, handle_in_dialog, hang_up
+from opentrunk.edge.b2bua import CallRegistry, dispatch_in_dialog, hang_up
 from opentrunk.edge.config import EdgeConfig, trunk_id_of_host
 from opentrunk.edge.gc_policy import apply_serving_policy
 from opentrunk.edge.inbound import InboundCall
@@ -46,7 +47,7 @@ from opentrunk.edge.keepalive import OptionsLimiter
 from opentrunk.edge.lockout import SourceLockout
 from opentrunk.edge.logs import event, set_call_uuid
 from opentrunk.edge.metrics import EdgeMetrics, set_current
-from opentrunk.edge.outbound import ALLOW, OutboundCall
+from opentrunk.edge.outbound import ALLOW, take_invite
 from opentrunk.edge.records import CallRecorder
 from opentrunk.edge.refer import handle_refer
 from opentrunk.edge.session_timer import SessionTimers
@@ -99,7 +100,11 @@ class SipEdge:
             limit_store = self._limit_store(settings)
         self.admission = CallAdmission(limit_store)
         self.authenticator = TrunkAuthenticator()
-        self.lockout = SourceLockout()
+        self.lockout = SourceLockout(
+            max_failures=settings.lockout_failures,
+            window=settings.lockout_window,
+            duration=settings.lockout_duration,
+        )
         self.registry = CallRegistry()
         self.locator = SipLocator()
         self.carrier_timeout = settings.carrier_timeout
@@ -217,10 +222,10 @@ class SipEdge:
         except SipParseError:
             return None
         if in_dialog:
-            return handle_in_dialog(self.endpoint, self.registry, incoming)
+            return dispatch_in_dialog(self.endpoint, self.registry, incoming)
         if method == "INVITE":
             if self._for_trunk_domain(request):
-                return OutboundCall(self, incoming).run()
+                return take_invite(self, incoming)
             hops = self.hop_refusal(incoming)
             if hops is not None:
                 return self._answer(incoming, hops)
