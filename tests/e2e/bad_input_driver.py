@@ -27,7 +27,6 @@ from e2e.harness import (
     describe,
     pbx_args,
     sipp_group,
-    unique_number,
     wait_udp,
 )
 
@@ -103,9 +102,7 @@ def main() -> int:
         api = Api(edge.http_port)
         problems: list[str] = []
         try:
-            account = api.account()
-            domain = account.trunk(acl=["127.0.0.1/32"])
-            destination = unique_number()
+            account, domain, destination = api.outbound()
             carrier = Sipp(scenarios.carrier_answer(), carrier_args(timeout=40), work, "c")
             carrier.start()
             wait_udp(carrier.port)

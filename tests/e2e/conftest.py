@@ -15,21 +15,14 @@ from e2e.harness import Api, EdgeProcess, sipp_binary
 @pytest.fixture(scope="session")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     sipp_binary()  # skip the whole suite early without sipp
-    process = EdgeProcess(tmp_path_factory.mktemp("edge-data"))
-    process.start()
-    try:
+    with EdgeProcess(tmp_path_factory.mktemp("edge-data")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="session")
 def api(edge: EdgeProcess) -> Iterator[Api]:
-    client = Api(edge.http_port)
-    try:
+    with Api(edge.http_port) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

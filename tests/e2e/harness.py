@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
+from opentrunk.sip.digest import digest_response, ha1, parse_auth_header
+
 ADMIN_TOKEN = "e2e-operator-token-0123456789"
 SIP_DOMAIN = "zt.test"
 OPENTRUNK = str(Path(sys.executable).with_name("opentrunk"))
@@ -160,6 +162,13 @@ class EdgeProcess:
             self.process.kill()
             self.process.wait(5)
 
+    def __enter__(self) -> EdgeProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @dataclass
 class Account:
@@ -218,6 +227,13 @@ class Account:
                 raise AssertionError(f"no call record to {to_number}")
             time.sleep(0.1)
 
+    def insights(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The Insights of a call record, read through the API."""
+        r = self.get(f"Zentrunk/Call/{record['call_uuid']}/Insights/")
+        assert r.status_code == 200, r.text
+        view: dict[str, Any] = r.json()
+        return view
+
     def call_records(self, to_number: str) -> list[dict[str, Any]]:
         r = self.get("Zentrunk/Call/", to_number=to_number)
         assert r.status_code == 200, r.text
@@ -233,6 +249,12 @@ class Api:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _admin(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         r = self.http.request(method, f"/admin/v1/{path}", json=body, headers=self.admin)
         assert r.status_code in (200, 201, 202, 204), r.text
@@ -242,12 +264,21 @@ class Api:
         created = self._admin("POST", "accounts/", {"name": "e2e"})
         account = Account(created["auth_id"], created["auth_token"], self)
         account.caller = unique_number("1212")
-        self._admin(
-            "POST", "numbers/", {"number": "+" + account.caller, "auth_id": account.auth_id}
-        )
+        self.add_number(account, account.caller)
         if limits:
             self.limits(account, **limits)
         return account
+
+    def add_number(self, account: Account, number: str) -> None:
+        """Put `number` (E.164 digits) into the account's inventory."""
+        self._admin("POST", "numbers/", {"number": "+" + number, "auth_id": account.auth_id})
+
+    def outbound(self, **trunk: Any) -> tuple[Account, str, str]:
+        """A new account with an outbound trunk (`trunk` fields) that takes calls from
+        127.0.0.1, and a destination number no other test dials:
+        (account, trunk domain, destination)."""
+        account = self.account()
+        return account, account.trunk(acl=["127.0.0.1/32"], **trunk), unique_number()
 
     def limits(self, account: Account, **limits: Any) -> None:
         self._admin("POST", f"accounts/{account.auth_id}/limits/", limits)
@@ -263,6 +294,27 @@ class Api:
 
     def remove_carrier(self, carrier_id: str) -> None:
         self._admin("DELETE", f"carriers/{carrier_id}/")
+
+
+class SilentPeer:
+    """A UDP socket that takes INVITEs and never answers (a carrier or PBX that is down)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = int(self.sock.getsockname()[1])
+
+    def received(self) -> list[bytes]:
+        packets = []
+        while True:
+            try:
+                packets.append(self.sock.recv(65536))
+            except BlockingIOError:
+                return packets
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @dataclass
@@ -390,3 +442,33 @@ def describe(*runs: SippRun, edge: EdgeProcess | None = None) -> str:
     if edge is not None:
         parts.append("--- edge ---\n" + edge.output())
     return "\n=====\n".join(parts)
+
+
+def assert_digest_answered(
+    run: SippRun, header: str, username: str, realm: str, password: str
+) -> None:
+    """The last INVITE the sipp UAS `run` received answers its MD5 challenge (realm
+    `realm`) rightly in `header` (Authorization or Proxy-Authorization): the username,
+    the Request-URI as its uri, the response that `password` gives; and the password
+    itself is nowhere in what it received."""
+    retried = run.messages.split("INVITE sip:")[-1]
+    uri = "sip:" + retried.split(" ", 1)[0]
+    value = next(
+        line.split(":", 1)[1].strip()
+        for line in retried.splitlines()
+        if line.lower().startswith(header.lower() + ":")
+    )
+    _, params = parse_auth_header(value)
+    assert params["username"] == username
+    assert params["uri"] == uri
+    assert params["response"] == digest_response(
+        ha1_value=ha1(username, realm, password),
+        method="INVITE",
+        uri=uri,
+        nonce=params["nonce"],
+        algorithm="MD5",
+        qop=None,
+        nc="",
+        cnonce="",
+    )
+    assert password not in run.messages

@@ -9,7 +9,6 @@ Each suite module gets its own edge (module-scoped fixtures): import the fixture
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,44 +29,33 @@ from e2e.harness import (
 )
 
 CARRIER_NAME = "inbound-carrier"
+# Short origination timeouts, so that failover to a fallback URI is quick.
+ORIGINATION_TIMEOUTS = {
+    "OPENTRUNK_ORIGINATION_PROVISIONAL_TIMEOUT": "1.0",
+    "OPENTRUNK_ORIGINATION_TIMEOUT": "1.5",
+}
 
 
 @pytest.fixture(scope="module")
 def inbound_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     sipp_binary()
-    process = EdgeProcess(
-        tmp_path_factory.mktemp("inbound-edge"),
-        env={
-            "OPENTRUNK_ORIGINATION_PROVISIONAL_TIMEOUT": "1.0",
-            "OPENTRUNK_ORIGINATION_TIMEOUT": "1.5",
-        },
-    )
-    process.start()
-    try:
+    with EdgeProcess(tmp_path_factory.mktemp("inbound-edge"), env=ORIGINATION_TIMEOUTS) as process:
         yield process
-    finally:
-        process.stop()
+
+
+def inbound_client(edge: EdgeProcess) -> Api:
+    """An API client of `edge` whose operator has added the inbound carrier: the one
+    whose source is 127.0.0.1. Its own address is irrelevant (no outbound call is
+    routed to it); its prefix matches no test number."""
+    client = Api(edge.http_port)
+    client.carrier(9, "999", name=CARRIER_NAME, inbound_sources=["127.0.0.1/32"])
+    return client
 
 
 @pytest.fixture(scope="module")
 def inbound_api(inbound_edge: EdgeProcess) -> Iterator[Api]:
-    client = Api(inbound_edge.http_port)
-    # The carrier's own address is irrelevant here (no outbound call is routed to it);
-    # its prefix matches no test number.
-    client._admin(
-        "POST",
-        "carriers/",
-        {
-            "name": CARRIER_NAME,
-            "address": "127.0.0.1:9",
-            "prefix": "999",
-            "inbound_sources": ["127.0.0.1/32"],
-        },
-    )
-    try:
+    with inbound_client(inbound_edge) as client:
         yield client
-    finally:
-        client.close()
 
 
 @dataclass
@@ -94,7 +82,7 @@ def setup_inbound(
 ) -> Inbound:
     account = api.account()
     number = unique_number("1646")
-    api._admin("POST", "numbers/", {"number": "+" + number, "auth_id": account.auth_id})
+    api.add_number(account, number)
     body: dict[str, Any] = {"trunk_direction": "inbound", "trunk_status": trunk_status}
     if primary is not None:
         body["primary_uri_uuid"] = uri(account, primary, **(primary_fields or {}))
@@ -153,9 +141,7 @@ def record_of(setup: Inbound, code: str, source: str) -> dict[str, Any]:
 
 
 def answered_by(setup: Inbound, record: dict[str, Any]) -> str | None:
-    r = setup.account.get(f"Zentrunk/Call/{record['call_uuid']}/Insights/")
-    assert r.status_code == 200, r.text
-    insights: dict[str, Any] = r.json()
+    insights = setup.account.insights(record)
     assert insights["from"]["carrier"] == CARRIER_NAME
     carrier_name: str | None = insights["to"]["carrier"]
     return carrier_name
@@ -164,24 +150,3 @@ def answered_by(setup: Inbound, record: dict[str, Any]) -> str | None:
 def received_invite(run: SippRun) -> str:
     """The first INVITE a sipp UAS received, as logged."""
     return "INVITE sip:" + run.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
-
-
-class SilentPbx:
-    """A UDP socket that takes INVITEs and never answers (a PBX that is down)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port = int(self.sock.getsockname()[1])
-
-    def received(self) -> list[bytes]:
-        packets = []
-        while True:
-            try:
-                packets.append(self.sock.recv(65536))
-            except BlockingIOError:
-                return packets
-
-    def close(self) -> None:
-        self.sock.close()

@@ -10,6 +10,7 @@ import asyncio
 import secrets
 import ssl
 from collections.abc import Callable
+from typing import Protocol
 
 from opentrunk.sip.message import (
     Request,
@@ -63,15 +64,13 @@ class SipSocket:
             5,
         )
         self.local_port = int(self._writer.get_extra_info("sockname")[1])
-        self._reader_task = asyncio.create_task(self._read_stream(reader))
+        self._reader_task = asyncio.create_task(self.read_stream(reader))
         return self
 
-    async def _read_stream(self, reader: asyncio.StreamReader) -> None:
+    async def read_stream(self, reader: asyncio.StreamReader) -> None:
+        """Queue every SIP message framed off a stream connection, until it closes."""
         buffer = b""
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                return
+        while chunk := await reader.read(65536):
             buffer += chunk
             while True:
                 buffer = buffer.lstrip(b"\r\n")
@@ -110,6 +109,9 @@ class Peer:
         self.sock = sock
         self.received: list[Message] = []
         self.held: list[Message] = []  # received while waiting for something else
+
+    def close(self) -> None:
+        self.sock.close()
 
     async def wait_for(self, wanted: Callable[[Message], bool], timeout: float) -> Message:
         for message in self.held:
@@ -382,3 +384,19 @@ def carrier_bye(carrier: Carrier) -> bytes:
             "Max-Forwards: 70",
         ]
     )
+
+
+async def hang_up(pbx: Pbx, carrier: Carrier) -> None:
+    """The PBX's BYE, answered 200 through the edge; the carrier takes the edge's BYE."""
+    assert (await pbx.bye()).status == 200
+    await carrier.take_bye(5)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def close_all(*things: Closable) -> None:
+    """Close the test's peers and RTP sockets at the end of a call."""
+    for thing in things:
+        thing.close()

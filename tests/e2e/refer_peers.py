@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass, field
 
 from e2e.raw_pbx import SDP, RawPbx
-from e2e.scenarios import CARRIER_SDP, _answer_headers, _wrap
+from e2e.scenarios import CARRIER_SDP, hang_up
+from e2e.sipp_xml import recv_capturing, response, wrap
 from opentrunk.sip.message import Request, Response, make_response
 
 # What the transfer target's SDP says about itself (the far party's re-INVITE carries it).
@@ -84,59 +85,16 @@ class TransferringPbx(RawPbx):
 def far_party(hangs_up_after_ms: int) -> str:
     """A carrier that answers the original call, takes the transfer's re-INVITE (200
     with its SDP), then hangs up itself after `hangs_up_after_ms`."""
-    xml = f"""<recv request="INVITE" rrs="true"/>
-<send><![CDATA[
-SIP/2.0 180 Ringing
-{_answer_headers()}
-Content-Length: 0
-
-]]></send>
-<pause milliseconds="100"/>
-<send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-{_answer_headers()}
-Content-Type: application/sdp
-Content-Length: [len]
-
-{CARRIER_SDP}
-]]></send>
-<recv request="ACK"/>
-<recv request="INVITE" timeout="10000">
-  <action>
-    <ereg regexp=".*" search_in="hdr" header="From:" assign_to="edge_side"/>
-    <ereg regexp=".*" search_in="hdr" header="To:" assign_to="our_side"/>
-  </action>
-</recv>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:carrier@[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{CARRIER_SDP.replace("2353687637", "2353687638")}
-]]></send>
-<recv request="ACK"/>
-<pause milliseconds="{hangs_up_after_ms}"/>
-<send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: [$our_side]
-To: [$edge_side]
-[last_Call-ID:]
-CSeq: 1 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-<recv response="200"/>
-<pause milliseconds="300"/>
-"""
-    return _wrap("far party", xml)
+    xml = '<recv request="INVITE" rrs="true"/>\n' + response("180 Ringing")
+    xml += '<pause milliseconds="100"/>\n'
+    xml += response("200 OK", sdp=CARRIER_SDP, retrans=True) + '<recv request="ACK"/>\n'
+    xml += recv_capturing('request="INVITE" timeout="10000"', edge_side="From:", our_side="To:")
+    xml += response("200 OK", tag=None, sdp=CARRIER_SDP.replace("2353687637", "2353687638"))
+    xml += f'<recv request="ACK"/>\n<pause milliseconds="{hangs_up_after_ms}"/>\n'
+    # The re-INVITE came in the established dialog: its To carries our tag already.
+    xml += hang_up("edge_side", "our_side", tag=None)
+    xml += '<pause milliseconds="300"/>\n'
+    return wrap("far party", xml)
 
 
 class AnsweringPbx(TransferringPbx):

@@ -7,6 +7,17 @@ retry with sipp's [authentication] (-au/-ap).
 
 from __future__ import annotations
 
+from e2e.sipp_xml import (
+    OK_TO_REQUEST,
+    PROVISIONALS,
+    UAS_TAG,
+    recv_capturing,
+    request,
+    response,
+    uas_request,
+    wrap,
+)
+
 SDP = """v=0
 o=pbx 53655765 2353687637 IN IP[local_ip_type] [local_ip]
 s=-
@@ -19,100 +30,36 @@ a=rtpmap:101 telephone-event/8000
 """
 
 
-def _invite(domain: str, caller: str, cseq: int, auth: bool) -> str:
-    credentials = "[authentication]\n" if auth else ""
-    return f"""<send retrans="500"><![CDATA[
-INVITE sip:[service]@{domain} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:+{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@{domain}>
-Call-ID: [call_id]
-CSeq: {cseq} INVITE
-Contact: <sip:pbx@[local_ip]:[local_port];transport=[transport]>
-Max-Forwards: 70
-{credentials}Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
-"""
+def pbx_invite(domain: str, caller: str, cseq: int = 1, auth: bool = False) -> str:
+    """The PBX's INVITE to `sip:[service]@domain` from `caller`; with `auth`, carrying
+    sipp's answer to the last challenge."""
+    return request(
+        "INVITE",
+        cseq,
+        uri=f"sip:[service]@{domain}",
+        from_=f"From: <sip:+{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
+        to=f"To: <sip:[service]@{domain}>",
+        contact_user="pbx",
+        extra="[authentication]" if auth else "",
+        sdp=SDP,
+    )
 
 
 def _ack_failure(domain: str, cseq: int) -> str:
-    return f"""<send><![CDATA[
-ACK sip:[service]@{domain} SIP/2.0
-[last_Via:]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: {cseq} ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-"""
+    return request("ACK", cseq, uri=f"sip:[service]@{domain}", via="[last_Via:]")
 
 
 def _start(domain: str, caller: str, auth: bool) -> tuple[str, int]:
     """The INVITE (and the digest round when `auth`); returns (xml, CSeq in use)."""
-    xml = _invite(domain, caller, 1, False)
+    xml = pbx_invite(domain, caller)
     if not auth:
         return xml, 1
     xml += """<recv response="100" optional="true"/>
 <recv response="407" auth="true"/>
 """
     xml += _ack_failure(domain, 1)
-    xml += _invite(domain, caller, 2, True)
+    xml += pbx_invite(domain, caller, 2, True)
     return xml, 2
-
-
-def _wrap(name: str, body: str) -> str:
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="{name}">
-{body}
-</scenario>
-"""
-
-
-_ACK_2XX = """<send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: {cseq} ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-"""
-
-_BYE = """<send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[last_From:]
-[last_To:]
-Call-ID: [call_id]
-CSeq: {cseq} BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-<recv response="200" crlf="true"/>
-"""
-
-_OK_TO_REQUEST = """<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-"""
 
 
 def pbx_call(
@@ -126,18 +73,15 @@ def pbx_call(
     """A complete call: INVITE, (407), 100/180/183, 200, ACK, hold, BYE (or wait for the
     carrier's BYE)."""
     xml, cseq = _start(domain, caller, auth)
-    xml += """<recv response="100" optional="true"/>
-<recv response="180" optional="true"/>
-<recv response="183" optional="true"/>
-<recv response="200" rtd="true" rrs="true"/>
-"""
-    xml += _ACK_2XX.format(cseq=cseq)
+    xml += PROVISIONALS + '<recv response="200" rtd="true" rrs="true"/>\n'
+    xml += request("ACK", cseq)
     if carrier_hangs_up:
-        xml += '<recv request="BYE" timeout="10000"/>\n' + _OK_TO_REQUEST
+        xml += '<recv request="BYE" timeout="10000"/>\n' + OK_TO_REQUEST
         xml += '<pause milliseconds="300"/>\n'
     else:
-        xml += f'<pause milliseconds="{hold_ms}"/>\n' + _BYE.format(cseq=cseq + 1)
-    return _wrap("pbx call", xml)
+        xml += f'<pause milliseconds="{hold_ms}"/>\n' + request("BYE", cseq + 1)
+        xml += '<recv response="200" crlf="true"/>\n'
+    return wrap("pbx call", xml)
 
 
 def pbx_refused(
@@ -145,53 +89,48 @@ def pbx_refused(
 ) -> str:
     """An INVITE that must end with final `status` (or one of `also`), ACKed."""
     xml, cseq = _start(domain, caller, auth)
-    xml += """<recv response="100" optional="true"/>
-<recv response="180" optional="true"/>
-<recv response="183" optional="true"/>
-"""
+    xml += PROVISIONALS
     for other in also:
         xml += f'<recv response="{other}" optional="true" next="final"/>\n'
     xml += f'<recv response="{status}"/>\n<label id="final"/>\n'
     xml += _ack_failure(domain, cseq)
     xml += '<pause milliseconds="200"/>\n'
-    return _wrap(f"pbx refused {status}", xml)
+    return wrap(f"pbx refused {status}", xml)
 
 
 def pbx_cancel(domain: str, caller: str) -> str:
     """INVITE, wait for 180, CANCEL, expect 200 (CANCEL) and 487 (INVITE), ACK."""
     xml, cseq = _start(domain, caller, False)
-    xml += """<recv response="100" optional="true"/>
-<recv response="180"/>
-<pause milliseconds="200"/>
-<send><![CDATA[
-CANCEL sip:[service]@{domain} SIP/2.0
-[last_Via:]
-From: <sip:+{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@{domain}>
-Call-ID: [call_id]
-CSeq: 1 CANCEL
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-<recv response="200"/>
-<recv response="487"/>
-""".replace("{domain}", domain).replace("{caller}", caller)
+    xml += '<recv response="100" optional="true"/>\n<recv response="180"/>\n'
+    xml += '<pause milliseconds="200"/>\n'
+    xml += request(
+        "CANCEL",
+        1,
+        uri=f"sip:[service]@{domain}",
+        via="[last_Via:]",
+        from_=f"From: <sip:+{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
+        to=f"To: <sip:[service]@{domain}>",
+        retrans=False,
+    )
+    xml += '<recv response="200"/>\n<recv response="487"/>\n'
     xml += _ack_failure(domain, cseq)
     xml += '<pause milliseconds="200"/>\n'
-    return _wrap("pbx cancel", xml)
-
-
-def _answer_headers(tag: str = "01") -> str:
-    return f"""[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag{tag}[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:carrier@[local_ip]:[local_port];transport=[transport]>"""
+    return wrap("pbx cancel", xml)
 
 
 CARRIER_SDP = SDP.replace("o=pbx", "o=carrier")
+CHALLENGE = (
+    'Proxy-Authenticate: Digest realm="carrier.test", '
+    'nonce="47364c23432d2e131a5fb210812c", algorithm=MD5'
+)
+
+
+def hang_up(from_var: str, to_var: str, *, tag: str | None = UAS_TAG) -> str:
+    """The UAS's own BYE (CSeq 1) in the dialog it stored (`uas_request`), then the 200."""
+    return (
+        uas_request("BYE", 1, from_var=from_var, to_var=to_var, tag=tag)
+        + '<recv response="200"/>\n'
+    )
 
 
 def carrier_answer(
@@ -204,141 +143,49 @@ def carrier_answer(
     """A carrier that answers: (407 round), 180 (or 183 with SDP), 200 with SDP, ACK;
     then BYE from the PBX (200), or its own BYE after `hangs_up_after_ms`."""
     xml = ""
-    capture = ""
-    if hangs_up_after_ms is not None:
-        capture = """
-    <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>
-    <ereg regexp=".*" search_in="hdr" header="To:" assign_to="remote_to"/>"""
     if challenge:
-        xml += """<recv request="INVITE"/>
-<send><![CDATA[
-SIP/2.0 407 Proxy Authentication Required
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag09[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Proxy-Authenticate: Digest realm="carrier.test", nonce="47364c23432d2e131a5fb210812c", algorithm=MD5
-Content-Length: 0
-
-]]></send>
-<recv request="ACK"/>
-"""
+        xml += '<recv request="INVITE"/>\n'
+        xml += response(
+            "407 Proxy Authentication Required", tag="SIPpTag09", contact_user=None, extra=CHALLENGE
+        )
         # The credentials are checked by the test from sipp's message log (sipp's own
         # verifyauth rejects valid answers to a challenge it did not make itself).
-        action = f"\n  <action>{capture}\n  </action>\n" if capture else ""
-        xml += f"""<recv request="INVITE" rrs="true">{action}</recv>
-"""
-    else:
-        action = f"\n  <action>{capture}\n  </action>\n" if capture else ""
-        xml += f"""<recv request="INVITE" rrs="true">{action}</recv>
-"""
-    if early_media:
-        xml += f"""<send><![CDATA[
-SIP/2.0 183 Session Progress
-{_answer_headers()}
-Content-Type: application/sdp
-Content-Length: [len]
-
-{CARRIER_SDP}
-]]></send>
-"""
-    elif ring:
-        xml += f"""<send><![CDATA[
-SIP/2.0 180 Ringing
-{_answer_headers()}
-Content-Length: 0
-
-]]></send>
-"""
-    xml += f"""<pause milliseconds="100"/>
-<send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-{_answer_headers()}
-Content-Type: application/sdp
-Content-Length: [len]
-
-{CARRIER_SDP}
-]]></send>
-<recv request="ACK" crlf="true"/>
-"""
+        xml += '<recv request="ACK"/>\n'
     if hangs_up_after_ms is None:
-        xml += '<recv request="BYE"/>\n' + _OK_TO_REQUEST
+        xml += '<recv request="INVITE" rrs="true"/>\n'
     else:
-        xml += f"""<pause milliseconds="{hangs_up_after_ms}"/>
-<send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: [$remote_to];tag=[pid]SIPpTag01[call_number]
-To: [$remote_from]
-[last_Call-ID:]
-CSeq: 1 BYE
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-<recv response="200"/>
-"""
+        xml += recv_capturing('request="INVITE" rrs="true"', remote_from="From:", remote_to="To:")
+    if early_media:
+        xml += response("183 Session Progress", sdp=CARRIER_SDP)
+    elif ring:
+        xml += response("180 Ringing")
+    xml += '<pause milliseconds="100"/>\n'
+    xml += response("200 OK", sdp=CARRIER_SDP, retrans=True)
+    xml += '<recv request="ACK" crlf="true"/>\n'
+    if hangs_up_after_ms is None:
+        xml += '<recv request="BYE"/>\n' + OK_TO_REQUEST
+    else:
+        xml += f'<pause milliseconds="{hangs_up_after_ms}"/>\n'
+        xml += hang_up("remote_from", "remote_to")
     xml += '<label id="end"/>\n<pause milliseconds="300"/>\n'
-    return _wrap("carrier answer", xml)
+    return wrap("carrier answer", xml)
 
 
 def carrier_refuse(status: int, *, ring: bool = False) -> str:
     """A carrier that answers the INVITE with a final `status`."""
     xml = '<recv request="INVITE"/>\n'
     if ring:
-        xml += f"""<send><![CDATA[
-SIP/2.0 180 Ringing
-{_answer_headers()}
-Content-Length: 0
-
-]]></send>
-"""
-    xml += f"""<send><![CDATA[
-SIP/2.0 {status} Refused
-{_answer_headers()}
-Content-Length: 0
-
-]]></send>
-<recv request="ACK"/>
-<pause milliseconds="200"/>
-"""
-    return _wrap(f"carrier {status}", xml)
+        xml += response("180 Ringing")
+    xml += response(f"{status} Refused")
+    xml += '<recv request="ACK"/>\n<pause milliseconds="200"/>\n'
+    return wrap(f"carrier {status}", xml)
 
 
 def carrier_ring_until_cancel() -> str:
     """A carrier that rings until it is cancelled: 200 to CANCEL, 487, ACK."""
-    xml = f"""<recv request="INVITE"/>
-<send><![CDATA[
-SIP/2.0 180 Ringing
-{_answer_headers()}
-Content-Length: 0
-
-]]></send>
-<recv request="CANCEL"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-<send><![CDATA[
-SIP/2.0 487 Request Terminated
-{_answer_headers()}
-Content-Length: 0
-
-]]></send>
-<recv request="ACK"/>
-<pause milliseconds="200"/>
-"""
+    xml = '<recv request="INVITE"/>\n' + response("180 Ringing")
+    xml += '<recv request="CANCEL"/>\n' + response("200 OK", contact_user=None)
     # The 487 must carry the INVITE's CSeq, not the CANCEL's.
-    xml = xml.replace(
-        "SIP/2.0 487 Request Terminated\n" + _answer_headers(),
-        "SIP/2.0 487 Request Terminated\n"
-        + _answer_headers().replace("[last_CSeq:]", "CSeq: 1 INVITE"),
-    )
-    return _wrap("carrier rings", xml)
+    xml += response("487 Request Terminated", cseq="CSeq: 1 INVITE")
+    xml += '<recv request="ACK"/>\n<pause milliseconds="200"/>\n'
+    return wrap("carrier rings", xml)

@@ -16,9 +16,15 @@ import pytest
 
 from e2e import inbound_scenarios as inbound
 from e2e import scenarios
-from e2e.harness import Api, EdgeProcess, free_port, unique_number
+from e2e.harness import (
+    Api,
+    EdgeProcess,
+    SilentPeer,
+    assert_digest_answered,
+    free_port,
+    unique_number,
+)
 from e2e.inbound_harness import (
-    SilentPbx,
     answered_by,
     carrier,
     inbound_api,
@@ -30,7 +36,6 @@ from e2e.inbound_harness import (
     run_all,
     setup_inbound,
 )
-from opentrunk.sip.digest import digest_response, ha1, parse_auth_header
 
 pytestmark = pytest.mark.sipp
 
@@ -105,7 +110,7 @@ def test_called_number_normalised(
 def test_primary_silent_fallback_answers(
     inbound_edge: EdgeProcess, inbound_api: Api, workdir: Path
 ) -> None:
-    silent = SilentPbx()
+    silent = SilentPeer()
     try:
         fallback = pbx(workdir, scenarios.carrier_answer(), "fallback")
         setup = setup_inbound(inbound_api, f"127.0.0.1:{silent.port}", f"127.0.0.1:{fallback.port}")
@@ -201,7 +206,7 @@ def test_pbx_refusals_map_to_customer_codes(
 
 
 def test_pbx_times_out(inbound_edge: EdgeProcess, inbound_api: Api, workdir: Path) -> None:
-    silent = SilentPbx()
+    silent = SilentPeer()
     try:
         setup = setup_inbound(inbound_api, f"127.0.0.1:{silent.port}")
         xml = inbound.carrier_refused("+14155550100", 408)
@@ -333,27 +338,7 @@ def test_uri_digest_authentication(
         primary,
     )
     ok(inbound_edge, carrier_run, primary_run)
-    retried = primary_run.messages.split("INVITE sip:")[2]
-    uri_text = "sip:" + retried.split(" ", 1)[0]
-    header = "authorization:" if challenge == 401 else "proxy-authorization:"
-    value = next(
-        line.split(":", 1)[1].strip()
-        for line in retried.splitlines()
-        if line.lower().startswith(header)
-    )
-    _, params = parse_auth_header(value)
-    assert params["username"] == "edgeuser"
-    assert params["uri"] == uri_text
-    assert params["response"] == digest_response(
-        ha1_value=ha1("edgeuser", "pbx.test", "uri-secret-77"),
-        method="INVITE",
-        uri=uri_text,
-        nonce=params["nonce"],
-        algorithm="MD5",
-        qop=None,
-        nc="",
-        cnonce="",
-    )
-    assert "uri-secret-77" not in primary_run.messages
+    header = "Authorization" if challenge == 401 else "Proxy-Authorization"
+    assert_digest_answered(primary_run, header, "edgeuser", "pbx.test", "uri-secret-77")
     assert "uri-secret-77" not in inbound_edge.output()
     record_of(setup, "3000", "carrier")

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from e2e import scenarios
-from e2e.harness import Api, EdgeProcess, Sipp, pbx_args, sipp_group
+from e2e.harness import Api, EdgeProcess, SilentPeer, Sipp, pbx_args, sipp_group
 from e2e.inbound_harness import (
-    SilentPbx,
     inbound_api,
     inbound_edge,
     ok,
@@ -34,7 +33,7 @@ def test_call_to_own_number_is_delivered_on_net(
     account = setup.account
     domain = account.trunk(acl=["127.0.0.0/8"])
     # A carrier that would take the number if the call went off-net: it must get nothing.
-    carrier = SilentPbx()
+    carrier = SilentPeer()
     inbound_api.carrier(carrier.port, setup.number)
     calling = Sipp(
         scenarios.pbx_call(domain, account.caller, hold_ms=600),
@@ -64,7 +63,7 @@ def test_call_to_own_number_is_delivered_on_net(
     assert outbound["trunk_domain"] == domain
     assert outbound["answer_time"] is not None and inbound["answer_time"] is not None
     assert outbound["total_amount"] in ("0", "0.00000")
-    insights = account.get(f"Zentrunk/Call/{inbound['call_uuid']}/Insights/").json()
+    insights = account.insights(inbound)
     assert insights["from"]["carrier"] == "on-net"
     assert insights["to"]["carrier"] == f"127.0.0.1:{called_pbx.port}"
 
@@ -75,7 +74,7 @@ def test_own_number_not_on_a_trunk_is_refused_on_net(
     setup = setup_inbound(inbound_api, "127.0.0.1:5999", attach=False)
     account = setup.account
     domain = account.trunk(acl=["127.0.0.0/8"])
-    carrier = SilentPbx()
+    carrier = SilentPeer()
     inbound_api.carrier(carrier.port, setup.number)
     calling = Sipp(
         scenarios.pbx_refused(domain, account.caller, 404),

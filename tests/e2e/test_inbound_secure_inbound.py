@@ -21,8 +21,13 @@ from pathlib import Path
 import pytest
 
 from e2e.harness import Api, EdgeProcess, free_port
-from e2e.inbound_harness import CARRIER_NAME, Inbound, setup_inbound
-from e2e.media_peers import Message, Pbx, Peer, SipSocket
+from e2e.inbound_harness import (
+    ORIGINATION_TIMEOUTS,
+    Inbound,
+    inbound_client,
+    setup_inbound,
+)
+from e2e.media_peers import Message, Pbx, Peer, SipSocket, close_all
 from e2e.test_media_calls import HOST, run
 from media.peers import RtpPeer, sdp_crypto_key, sdp_port, srtp_session
 from media.rtpengine_daemon import require_rtpengine, rtpengine_daemon
@@ -30,7 +35,7 @@ from opentrunk.edge.inbound import delivery_target
 from opentrunk.edge.origination import OriginationTarget, parse_origination_uri
 from opentrunk.edge.tls_cert import write_dev_cert
 from opentrunk.media.rtp import build_rtp
-from opentrunk.sip.message import Request, find_message_end, parse_message
+from opentrunk.sip.message import Request
 
 pytestmark = pytest.mark.sipp
 
@@ -63,12 +68,11 @@ def secure_edge(
     data = tmp_path_factory.mktemp(f"secure-inbound-{request.param}")
     own = write_dev_cert(data / "tls", [HOST])
     env = {
+        **ORIGINATION_TIMEOUTS,
         "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}",
         "OPENTRUNK_SIP_TLS": f"{HOST}:{free_port()}",
         "OPENTRUNK_TLS_CERT": str(own.cert_path),
         "OPENTRUNK_TLS_KEY": str(own.key_path),
-        "OPENTRUNK_ORIGINATION_PROVISIONAL_TIMEOUT": "1.0",
-        "OPENTRUNK_ORIGINATION_TIMEOUT": "1.5",
         "SSL_CERT_FILE": str(certs.trusted[0]),
     }
     with contextlib.ExitStack() as stack:
@@ -80,9 +84,7 @@ def secure_edge(
             )
             env["OPENTRUNK_MEDIA_BACKEND"] = "rtpengine"
             env["OPENTRUNK_RTPENGINE_NG"] = f"{HOST}:{ng_port}"
-        process = EdgeProcess(data, env=env)
-        process.start()
-        stack.callback(process.stop)
+        process = stack.enter_context(EdgeProcess(data, env=env))
         process.media_ports = (
             (ENGINE_LOW, ENGINE_HIGH) if request.param == "rtpengine" else (LOW, HIGH)
         )  # type: ignore[attr-defined]
@@ -91,21 +93,8 @@ def secure_edge(
 
 @pytest.fixture(scope="module")
 def secure_api(secure_edge: EdgeProcess) -> Iterator[Api]:
-    client = Api(secure_edge.http_port)
-    client._admin(
-        "POST",
-        "carriers/",
-        {
-            "name": CARRIER_NAME,
-            "address": "127.0.0.1:9",
-            "prefix": "999",
-            "inbound_sources": ["127.0.0.1/32"],
-        },
-    )
-    try:
+    with inbound_client(secure_edge) as client:
         yield client
-    finally:
-        client.close()
 
 
 class TlsPbx(Peer):
@@ -132,16 +121,7 @@ class TlsPbx(Peer):
         self.connections += 1
         self.sock.transport_name = "tls"
         self.sock._writer = writer
-        buffer = b""
-        while chunk := await reader.read(65536):
-            buffer += chunk
-            while True:
-                buffer = buffer.lstrip(b"\r\n")
-                end = find_message_end(buffer)
-                if end is None or end > len(buffer):
-                    break
-                self.sock.queue.put_nowait(parse_message(buffer[:end]))
-                buffer = buffer[end:]
+        await self.sock.read_stream(reader)
 
     async def answer(self, sdp_for: Callable[[bytes], bytes], timeout: float = 8.0) -> Request:
         invite = await self.wait_request("INVITE", timeout)
@@ -160,12 +140,7 @@ class TlsPbx(Peer):
 
 def secure_setup(api: Api, pbx: TlsPbx, uri_suffix: str = "") -> Inbound:
     setup = setup_inbound(api, f"{HOST}:{pbx.port}{uri_suffix}")
-    r = setup.account.api.http.post(
-        f"/v1/Account/{setup.account.auth_id}/Zentrunk/Trunk/{setup.trunk_id}/",
-        json={"secure": True},
-        auth=(setup.account.auth_id, setup.account.auth_token),
-    )
-    assert r.status_code in (200, 202), r.text
+    setup.account.post(f"Zentrunk/Trunk/{setup.trunk_id}/", {"secure": True})
     return setup
 
 
@@ -240,9 +215,7 @@ def test_secure_trunk_gets_tls_and_srtp_both_ways(
         assert bye.status == 200
         pbx_bye = await pbx.wait_request("BYE", 5)
         pbx.respond(pbx_bye, 200)
-        for closable in (carrier_rtp, pbx_rtp, carrier.sock):
-            closable.close()
-        pbx.close()
+        close_all(carrier_rtp, pbx_rtp, carrier, pbx)
 
     try:
         run(scenario)
@@ -276,9 +249,7 @@ def test_pbx_answering_plain_rtp_ends_4640(
         # The PBX's answered dialog is not left up: it gets a BYE.
         pbx_bye = await pbx.wait_request("BYE", 5)
         pbx.respond(pbx_bye, 200)
-        for closable in (carrier_rtp, pbx_rtp, carrier.sock):
-            closable.close()
-        pbx.close()
+        close_all(carrier_rtp, pbx_rtp, carrier, pbx)
 
     run(scenario)
     record = record_of(holder["setup"])  # type: ignore[arg-type]

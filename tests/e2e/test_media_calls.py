@@ -21,8 +21,8 @@ import httpx
 import pytest
 import uvloop
 
-from e2e.harness import Account, Api, EdgeProcess, free_port, unique_number
-from e2e.media_peers import Carrier, Pbx, SipSocket
+from e2e.harness import Account, Api, EdgeProcess, free_port
+from e2e.media_peers import Carrier, Pbx, SipSocket, close_all, hang_up
 from e2e.media_traffic import Impairment, RtcpResponder, Stream, send_stream
 from media.peers import RtpPeer, sdp_crypto_key, sdp_port, srtp_session
 from opentrunk.edge.tls_cert import write_dev_cert
@@ -53,20 +53,14 @@ def media_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess
     )
     process.tls_port = tls_port  # type: ignore[attr-defined]
     process.cafile = str(cert.cert_path)  # type: ignore[attr-defined]
-    process.start()
-    try:
+    with process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
 def media_api(media_edge: EdgeProcess) -> Iterator[Api]:
-    client = Api(media_edge.http_port)
-    try:
+    with Api(media_edge.http_port) as client:
         yield client
-    finally:
-        client.close()
 
 
 def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
@@ -80,9 +74,7 @@ def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
 
 def insights(account: Account, destination: str) -> tuple[dict[str, Any], dict[str, Any]]:
     record = account.call_record(destination)
-    r = account.get(f"Zentrunk/Call/{record['call_uuid']}/Insights/")
-    assert r.status_code == 200, r.text
-    return record, r.json()
+    return record, account.insights(record)
 
 
 def rtcp_port(body: bytes) -> int:
@@ -97,9 +89,7 @@ class Setup:
 
     def __init__(self, api: Api, **trunk: Any) -> None:
         self.api = api
-        self.account = api.account()
-        self.domain = self.account.trunk(acl=["127.0.0.1/32"], **trunk)
-        self.destination = unique_number()
+        self.account, self.domain, self.destination = api.outbound(**trunk)
         self.carrier_port = free_port()
         api.carrier(self.carrier_port, self.destination)
 
@@ -252,12 +242,8 @@ def test_jitter_injected_on_one_direction_is_measured(
             send_stream(b, (HOST, sdp_port(offer)), b_stream),
         )
         await asyncio.sleep(0.2)
-        assert (await pbx.bye()).status == 200
-        await carrier.take_bye(5)
-        for peer in (a, b):
-            peer.close()
-        pbx.sock.close()
-        carrier.sock.close()
+        await hang_up(pbx, carrier)
+        close_all(a, b, pbx, carrier)
 
     run(scenario)
     _record, view = insights(setup.account, setup.destination)
@@ -284,10 +270,7 @@ def test_silence_ends_the_call_with_rtp_timeout(media_edge: EdgeProcess, media_a
         pbx.respond(bye_pbx, 200)
         await carrier.take_bye(2)
         assert loop.time() - started >= RTP_TIMEOUT - 0.6
-        for peer in (a, b):
-            peer.close()
-        pbx.sock.close()
-        carrier.sock.close()
+        close_all(a, b, pbx, carrier)
 
     run(scenario)
     record = setup.account.call_record(setup.destination)
@@ -328,8 +311,7 @@ def test_hold_is_not_silence_and_reinvite_moves_media(
         await asyncio.sleep(0.2)
         assert len(moved.received.rtp) == 20 and not a.received.rtp
         assert len(b.received.rtp) == 20
-        assert (await pbx.bye()).status == 200
-        await carrier.take_bye(5)
+        await hang_up(pbx, carrier)
         for peer in (a, b, moved):
             peer.close()
         pbx.sock.close()
@@ -382,12 +364,8 @@ def test_tls_srtp_customer_to_plain_rtp_carrier(media_edge: EdgeProcess, media_a
             data != plain
             for (_at, data, _addr), plain in zip(a.received.rtp, plain_from_b, strict=True)
         )
-        assert (await pbx.bye()).status == 200
-        await carrier.take_bye(5)
-        for peer in (a, b):
-            peer.close()
-        pbx.sock.close()
-        carrier.sock.close()
+        await hang_up(pbx, carrier)
+        close_all(a, b, pbx, carrier)
 
     run(scenario)
     record = setup.account.call_record(setup.destination)

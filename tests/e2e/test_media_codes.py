@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from e2e.harness import Api, EdgeProcess
-from e2e.media_peers import Carrier, Pbx, SipSocket
+from e2e.media_peers import Carrier, Pbx, SipSocket, close_all, hang_up
 from e2e.media_traffic import Impairment, Stream, send_stream
 from e2e.test_media_calls import (
     HOST,
@@ -41,15 +41,11 @@ TINY_PORTS = "25600-25603"
 
 @pytest.fixture(scope="module")
 def tiny_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
-    process = EdgeProcess(
+    with EdgeProcess(
         tmp_path_factory.mktemp("tiny-media-edge"),
         env={"OPENTRUNK_MEDIA_PORTS": TINY_PORTS, "OPENTRUNK_RTP_TIMEOUT": "30"},
-    )
-    process.start()
-    try:
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def reason(final: object) -> str:
@@ -72,8 +68,7 @@ def test_no_free_media_ports_is_503_5010(tiny_edge: EdgeProcess) -> None:
         assert "5010" in reason(refused)
         sock.close()
         # Once the call ends its ports are free again: a new call is carried.
-        assert (await pbx.bye()).status == 200
-        await carrier.take_bye(5)
+        await hang_up(pbx, carrier)
         pbx.sock.close()
         carrier.sock.close()
         await asyncio.sleep(0.3)  # the release runs right after the BYE
@@ -158,10 +153,7 @@ def test_reinvite_answer_the_relay_cannot_anchor_ends_the_call_5270(
         bye = await pbx.wait_request("BYE", 5)
         pbx.respond(bye, 200)
         await carrier.take_bye(5)
-        for peer in (a, b):
-            peer.close()
-        pbx.sock.close()
-        carrier.sock.close()
+        close_all(a, b, pbx, carrier)
 
     run(scenario)
     record = setup.account.call_record(setup.destination)
@@ -198,12 +190,8 @@ def test_media_service_down_before_answer_is_500_5270(tmp_path: Path) -> None:
                 )
                 await asyncio.sleep(0.2)
                 assert len(a.received.rtp) == 10 and len(b.received.rtp) == 10
-                assert (await pbx.bye()).status == 200
-                await carrier.take_bye(5)
-                for closing in (a, b):
-                    closing.close()
-                pbx.sock.close()
-                carrier.sock.close()
+                await hang_up(pbx, carrier)
+                close_all(a, b, pbx, carrier)
 
             run(through_rtpengine)
             daemon.close()  # rtpengine stops: the media service is gone

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from e2e.harness import Account, Api, EdgeProcess, free_port, unique_number
-from e2e.media_peers import Carrier, Pbx, SipSocket
+from e2e.inbound_harness import inbound_client, setup_inbound
+from e2e.media_peers import Carrier, Pbx, SipSocket, close_all
 from e2e.media_traffic import Impairment, RtcpResponder, Stream, send_stream
 from e2e.test_media_calls import Setup, assert_anchored, rtcp_port, run
 from media.peers import RtpPeer, sdp_port
@@ -27,47 +27,24 @@ LOW, HIGH = 25000, 25499  # below the ephemeral range (see test_media_calls)
 
 @pytest.fixture(scope="module")
 def legs_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
-    process = EdgeProcess(
+    with EdgeProcess(
         tmp_path_factory.mktemp("media-legs-edge"),
         env={"OPENTRUNK_RTP_TIMEOUT": "5", "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}"},
-    )
-    process.start()
-    try:
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
 def legs_api(legs_edge: EdgeProcess) -> Iterator[Api]:
-    client = Api(legs_edge.http_port)
-    # Inbound calls come from 127.0.0.1: one carrier owns that source (its own address
-    # and prefix are never dialled).
-    client.carrier(9, "999", inbound_sources=["127.0.0.1/32"])
-    try:
+    # Inbound calls come from 127.0.0.1: the inbound carrier owns that source.
+    with inbound_client(legs_edge) as client:
         yield client
-    finally:
-        client.close()
 
 
 def inbound_number(api: Api, pbx_port: int) -> tuple[Account, str]:
     """An account with a number on an inbound trunk whose PBX is 127.0.0.1:pbx_port."""
-    account = api.account()
-    number = unique_number("1646")
-    api._admin("POST", "numbers/", {"number": "+" + number, "auth_id": account.auth_id})
-    uri = account.post("Zentrunk/URI/", {"uri": f"{HOST}:{pbx_port}"})["uri_uuid"]
-    trunk = account.post(
-        "Zentrunk/Trunk/", {"trunk_direction": "inbound", "primary_uri_uuid": uri}
-    )["trunk_id"]
-    account.post(f"Number/{number}/", {"app_id": trunk})
-    return account, number
-
-
-def insights(account: Account, record: dict[str, Any]) -> dict[str, Any]:
-    r = account.get(f"Zentrunk/Call/{record['call_uuid']}/Insights/")
-    assert r.status_code == 200, r.text
-    view: dict[str, Any] = r.json()
-    return view
+    setup = setup_inbound(api, f"{HOST}:{pbx_port}")
+    return setup.account, setup.number
 
 
 def test_inbound_call_carries_rtp_both_ways_through_the_relay(
@@ -109,16 +86,13 @@ def test_inbound_call_carries_rtp_both_ways_through_the_relay(
         assert {addr[1] for _at, _d, addr in a.received.rtp} == {sdp_port(final.body)}
         assert (await carrier.bye()).status == 200
         await pbx.take_bye(5)
-        for closing in (a, b):
-            closing.close()
-        carrier_sock.close()
-        pbx.sock.close()
+        close_all(a, b, carrier_sock, pbx)
 
     run(scenario)
     record = account.call_record(number)
     assert record["call_direction"] == "inbound"
     assert (record["hangup_cause_code"], record["hangup_source"]) == ("3000", "carrier")
-    view = insights(account, record)
+    view = account.insights(record)
     injected = 100.0 * len(from_carrier.impairment.drop) / (2 * count)
     assert view["packet_loss"] == pytest.approx(injected, abs=1.0), view
     assert view["jitter"] is not None and view["jitter"] >= 0, view
@@ -178,15 +152,12 @@ def test_refer_transfer_moves_the_far_party_media_to_the_new_leg(
         assert not a.received.rtp  # the transferor hears nothing any more
         assert (await far.bye()).status == 200
         await new_leg.take_bye(5)
-        for closing in (a, b, c):
-            closing.close()
-        for peer in (pbx, far, new_leg):
-            peer.sock.close()
+        close_all(a, b, c, pbx, far, new_leg)
 
     run(scenario)
     original = setup.account.call_record(setup.destination)
     assert (original["hangup_cause_code"], original["hangup_source"]) == ("3000", "carrier")
-    view = insights(setup.account, original)
+    view = setup.account.insights(original)
     assert view["packet_loss"] == pytest.approx(0.0, abs=0.5), view
     transfer = setup.account.call_record(target)
     assert transfer["hangup_cause_code"] == "3000", transfer
@@ -218,16 +189,13 @@ def test_on_net_call_is_anchored_and_both_records_get_the_figures(
         assert len(a.received.rtp) == 50 and len(b.received.rtp) == 50
         assert (await calling.bye()).status == 200
         await called.take_bye(5)
-        for closing in (a, b):
-            closing.close()
-        sock.close()
-        called.sock.close()
+        close_all(a, b, sock, called)
 
     run(scenario)
     outbound = caller.call_record(number)
     inbound = callee.call_record(number)
     assert outbound["hangup_cause_code"] == "3010" and inbound["hangup_cause_code"] == "3000"
     for account, record in ((caller, outbound), (callee, inbound)):
-        view = insights(account, record)
+        view = account.insights(record)
         assert view["packet_loss"] == pytest.approx(0.0, abs=0.5), view
         assert view["plivo_quality_score"] is not None, view

@@ -68,11 +68,8 @@ def leak_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]
             "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}",
         },
     )
-    process.start()
-    try:
+    with process:
         yield process
-    finally:
-        process.stop()
 
 
 def _no_c_line(xml: str) -> str:

@@ -22,6 +22,7 @@ import pytest
 import uvloop
 
 from e2e.harness import Api, EdgeProcess
+from e2e.media_peers import close_all, hang_up
 from e2e.media_traffic import Impairment, Stream, send_stream
 from e2e.test_media_calls import HOST, Setup, assert_anchored, insights, open_call, rtcp_port
 from media.peers import RtpPeer, sdp_port
@@ -43,25 +44,21 @@ def engine_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProces
         # --config-file=none: the system config names fixed CLI/HTTP ports that any
         # other rtpengine on the machine may hold.
         ng_port = stack.enter_context(rtpengine_daemon(binary, LOW, HIGH, ("--config-file=none",)))
-        process = EdgeProcess(
-            tmp_path_factory.mktemp("rtpengine-edge"),
-            env={
-                "OPENTRUNK_MEDIA_BACKEND": "rtpengine",
-                "OPENTRUNK_RTPENGINE_NG": f"{HOST}:{ng_port}",
-            },
+        yield stack.enter_context(
+            EdgeProcess(
+                tmp_path_factory.mktemp("rtpengine-edge"),
+                env={
+                    "OPENTRUNK_MEDIA_BACKEND": "rtpengine",
+                    "OPENTRUNK_RTPENGINE_NG": f"{HOST}:{ng_port}",
+                },
+            )
         )
-        process.start()
-        stack.callback(process.stop)
-        yield process
 
 
 @pytest.fixture(scope="module")
 def engine_api(engine_edge: EdgeProcess) -> Iterator[Api]:
-    client = Api(engine_edge.http_port)
-    try:
+    with Api(engine_edge.http_port) as client:
         yield client
-    finally:
-        client.close()
 
 
 async def carry(
@@ -93,10 +90,8 @@ async def carry(
         assert min(r.answered for r in reporters) > 3
     assert len(b.received.rtp) == COUNT - len(a_stream.impairment.drop)
     assert len(a.received.rtp) == COUNT - len(b_stream.impairment.drop)
-    assert (await pbx.bye()).status == 200
-    await carrier.take_bye(5)
-    for closable in (a, b, pbx.sock, carrier.sock):
-        closable.close()
+    await hang_up(pbx, carrier)
+    close_all(a, b, pbx, carrier)
     return {ssrc: source.jitter_ms for r in reporters for ssrc, source in r.sources.items()}
 
 

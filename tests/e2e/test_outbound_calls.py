@@ -5,7 +5,6 @@ routed by that whole number as prefix, so no other test's carrier can take its c
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,10 @@ from e2e.harness import (
     Account,
     Api,
     EdgeProcess,
+    SilentPeer,
     Sipp,
     SippRun,
+    assert_digest_answered,
     carrier_args,
     describe,
     pbx_args,
@@ -26,7 +27,6 @@ from e2e.harness import (
     unique_number,
     wait_udp,
 )
-from opentrunk.sip.digest import digest_response, ha1, parse_auth_header
 
 pytestmark = pytest.mark.sipp
 
@@ -72,27 +72,6 @@ def assert_record(account: Account, destination: str, code: str, source: str) ->
     return record
 
 
-class SilentCarrier:
-    """A UDP socket that takes INVITEs and never answers (a dead carrier)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port = int(self.sock.getsockname()[1])
-
-    def received(self) -> list[bytes]:
-        packets = []
-        while True:
-            try:
-                packets.append(self.sock.recv(65536))
-            except BlockingIOError:
-                return packets
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 # -- complete calls ------------------------------------------------------------------------
 
 
@@ -117,9 +96,7 @@ def test_ip_acl_call_is_carried_and_recorded(edge: EdgeProcess, api: Api, workdi
     assert record["bill_duration"] == 60
     assert record["total_rate"] == "0.01200"
     assert record["total_amount"] == "0.01200"
-    insights = account.get(f"Zentrunk/Call/{record['call_uuid']}/Insights/")
-    assert insights.status_code == 200, insights.text
-    assert insights.json()["post_dial_delay"] is not None
+    assert account.insights(record)["post_dial_delay"] is not None
 
 
 def test_digest_call(edge: EdgeProcess, api: Api, workdir: Path) -> None:
@@ -138,9 +115,7 @@ def test_digest_call(edge: EdgeProcess, api: Api, workdir: Path) -> None:
 
 
 def test_carrier_hangs_up(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(api, workdir, destination, scenarios.carrier_answer(hangs_up_after_ms=500))
     xml = scenarios.pbx_call(domain, account.caller, carrier_hangs_up=True)
     ok(*call(edge, workdir, xml, destination, uas), edge)
@@ -149,9 +124,7 @@ def test_carrier_hangs_up(edge: EdgeProcess, api: Api, workdir: Path) -> None:
 
 
 def test_carrier_digest_challenge_is_answered(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(
         api,
         workdir,
@@ -164,36 +137,15 @@ def test_carrier_digest_challenge_is_answered(edge: EdgeProcess, api: Api, workd
     pbx_run, uas_runs = call(edge, workdir, xml, destination, uas)
     ok(pbx_run, uas_runs, edge)
     # The retried INVITE carries a digest answer that is right for the carrier's password.
-    retried = uas_runs[0].messages.split("INVITE sip:")[-1]
-    uri = "sip:" + retried.split(" ", 1)[0]
-    value = next(
-        line.split(":", 1)[1].strip()
-        for line in retried.splitlines()
-        if line.lower().startswith("proxy-authorization:")
+    assert_digest_answered(
+        uas_runs[0], "Proxy-Authorization", "opentrunk", "carrier.test", "carrier-pw-42"
     )
-    _, params = parse_auth_header(value)
-    assert params["username"] == "opentrunk"
-    assert params["uri"] == uri
-    expected = digest_response(
-        ha1_value=ha1("opentrunk", "carrier.test", "carrier-pw-42"),
-        method="INVITE",
-        uri=uri,
-        nonce=params["nonce"],
-        algorithm="MD5",
-        qop=None,
-        nc="",
-        cnonce="",
-    )
-    assert params["response"] == expected
-    assert "carrier-pw-42" not in uas_runs[0].messages
     assert_record(account, destination, "3010", "customer")
 
 
 def test_first_carrier_silent_second_answers(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
-    silent = SilentCarrier()
+    account, domain, destination = api.outbound()
+    silent = SilentPeer()
     try:
         api.carrier(silent.port, destination, priority=5)
         uas = carriers(api, workdir, destination, scenarios.carrier_answer())
@@ -209,9 +161,7 @@ def test_first_carrier_silent_second_answers(edge: EdgeProcess, api: Api, workdi
 
 
 def test_pbx_cancels_before_answer(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(api, workdir, destination, scenarios.carrier_ring_until_cancel())
     xml = scenarios.pbx_cancel(domain, account.caller)
     ok(*call(edge, workdir, xml, destination, uas), edge)
@@ -222,10 +172,8 @@ def test_pbx_cancels_before_answer(edge: EdgeProcess, api: Api, workdir: Path) -
 
 
 def test_carrier_busy_does_not_fail_over(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
-    second = SilentCarrier()
+    account, domain, destination = api.outbound()
+    second = SilentPeer()
     try:
         uas = carriers(api, workdir, destination, scenarios.carrier_refuse(486, ring=True))
         api.carrier(second.port, destination, priority=50)
@@ -239,10 +187,8 @@ def test_carrier_busy_does_not_fail_over(edge: EdgeProcess, api: Api, workdir: P
 
 
 def test_carrier_timeout(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
-    silent = SilentCarrier()
+    account, domain, destination = api.outbound()
+    silent = SilentPeer()
     try:
         api.carrier(silent.port, destination)
         xml = scenarios.pbx_refused(domain, account.caller, 408)
@@ -253,9 +199,7 @@ def test_carrier_timeout(edge: EdgeProcess, api: Api, workdir: Path) -> None:
 
 
 def test_all_carriers_failing(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(
         api, workdir, destination, scenarios.carrier_refuse(503), scenarios.carrier_refuse(500)
     )
@@ -348,9 +292,7 @@ def test_invalid_destination(edge: EdgeProcess, api: Api, workdir: Path) -> None
 def test_caller_id_rules(
     edge: EdgeProcess, api: Api, workdir: Path, caller: str, code: str
 ) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     refused(edge, workdir, domain, caller, destination, 403)
     assert_record(account, destination, code, "zentrunk")
 

@@ -212,9 +212,7 @@ def test_every_code_the_outbound_edge_can_emit_has_a_test() -> None:
 @pytest.mark.parametrize("status", sorted(CARRIER_FINALS))
 def test_carrier_final_status(edge: EdgeProcess, api: Api, workdir: Path, status: int) -> None:
     code, to_pbx = CARRIER_FINALS[status]
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(api, workdir, destination, scenarios.carrier_refuse(status))
     xml = scenarios.pbx_refused(domain, account.caller, to_pbx)
     ok(*call(edge, workdir, xml, destination, uas), edge)
@@ -237,9 +235,7 @@ def test_inbound_only_trunk_refuses_outbound_calls(
 
 @pytest.mark.sipp
 def test_srtp_offer_on_a_plain_trunk(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     xml = scenarios.pbx_refused(domain, account.caller, 403).replace("RTP/AVP", "RTP/SAVP")
     assert "RTP/SAVP" in xml
     ok(*call(edge, workdir, xml, destination, []), edge)

@@ -38,7 +38,6 @@ from e2e.harness import (
     pbx_args,
     sipp_binary,
     sipp_group,
-    unique_number,
 )
 from e2e.test_outbound_calls import carriers
 
@@ -100,9 +99,7 @@ def start_call(edge: EdgeProcess, api: Api, workdir: Path, *, answered: bool) ->
     directory of its own."""
     workdir = workdir / ("answered" if answered else "ringing")
     workdir.mkdir()
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     xml = scenarios.carrier_answer() if answered else scenarios.carrier_ring_until_cancel()
     (carrier,) = carriers(api, workdir, destination, xml, rate="0.01200")
     # The PBX waits (up to 10 s) for the BYE that only a clean shutdown sends.

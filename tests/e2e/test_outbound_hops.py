@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from e2e import scenarios
-from e2e.harness import Api, EdgeProcess, unique_number
-from e2e.test_outbound_calls import SilentCarrier, assert_record, call, carriers, ok
+from e2e.harness import Api, EdgeProcess, SilentPeer, unique_number
+from e2e.test_outbound_calls import assert_record, call, carriers, ok
 
 pytestmark = pytest.mark.sipp
 
@@ -32,10 +32,8 @@ def with_max_forwards(xml: str, hops: int) -> str:
 def test_max_forwards_zero_is_483_and_recorded_4380(
     edge: EdgeProcess, api: Api, workdir: Path
 ) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
-    carrier = SilentCarrier()
+    account, domain, destination = api.outbound()
+    carrier = SilentPeer()
     try:
         api.carrier(carrier.port, destination)
         xml = with_max_forwards(scenarios.pbx_refused(domain, account.caller, 483), 0)
@@ -50,9 +48,7 @@ def test_max_forwards_zero_is_483_and_recorded_4380(
 def test_carrier_leg_max_forwards_is_the_pbx_one_minus_one(
     edge: EdgeProcess, api: Api, workdir: Path
 ) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(api, workdir, destination, scenarios.carrier_answer())
     xml = with_max_forwards(scenarios.pbx_call(domain, account.caller), 5)
     pbx_run, uas_runs = call(edge, workdir, xml, destination, uas)
@@ -66,9 +62,7 @@ def test_carrier_leg_max_forwards_is_the_pbx_one_minus_one(
 def test_invite_carrying_the_edge_via_is_482_and_recorded_4370(
     edge: EdgeProcess, api: Api, workdir: Path
 ) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     xml = scenarios.pbx_refused(domain, account.caller, 482)
     ours = f"Via: SIP/2.0/UDP 127.0.0.1:{edge.sip_port};branch=z9hG4bK-been-here-before\n"
     head, sep, rest = xml.partition("From: <sip:")
@@ -84,9 +78,7 @@ def test_carrier_pointing_back_at_the_edge_is_a_loop(
     """The operator misconfigures a carrier as the edge itself: the edge's INVITE comes
     back to it, is refused 482 (it carries the edge's own Via), and the call ends 482 /
     4370 instead of circling until Max-Forwards runs out."""
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     carrier_id = api.carrier(edge.sip_port, destination)
     try:
         xml = scenarios.pbx_refused(domain, account.caller, 482)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from e2e import scenarios
-from e2e.harness import Api, EdgeProcess, unique_number
+from e2e.harness import Api, EdgeProcess
+from e2e.sipp_xml import OK_TO_REQUEST, PROVISIONALS, recv_capturing, request, response, wrap
 from e2e.test_outbound_calls import assert_record, call, carriers, ok
 
 pytestmark = pytest.mark.sipp
@@ -31,61 +32,30 @@ def sdp(origin: str, session: str, version: int) -> str:
     )
 
 
-def _wrap(name: str, body: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
-        f'<scenario name="{name}">\n{body}\n</scenario>\n'
+def _request(
+    method: str, cseq: int, from_: str, to: str, body: str | None = None, retrans: bool = True
+) -> str:
+    return request(
+        method,
+        cseq,
+        from_=f"From: {from_}",
+        to=f"To: {to}",
+        contact_user="me",
+        sdp=body,
+        retrans=retrans and method != "ACK",
     )
 
 
-def _request(
-    method: str, cseq: int, from_: str, to: str, body: str = "", branch: str = "[branch]"
-) -> str:
-    typed = "Content-Type: application/sdp\n" if body else ""
-    retrans = ' retrans="500"' if method != "ACK" else ""
-    return f"""<send{retrans}><![CDATA[
-{method} [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={branch}
-From: {from_}
-To: {to}
-Call-ID: [call_id]
-CSeq: {cseq} {method}
-Contact: <sip:me@[local_ip]:[local_port];transport=[transport]>
-Max-Forwards: 70
-{typed}Content-Length: [len]
-
-{body}]]></send>
-"""
-
-
 def _ok(body: str, contact: str) -> str:
-    typed = "Content-Type: application/sdp\n" if body else ""
-    return f"""<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:{contact}@[local_ip]:[local_port];transport=[transport]>
-{typed}Content-Length: [len]
-
-{body}]]></send>
-"""
+    return response("200 OK", tag=None, contact_user=contact, sdp=body)
 
 
 def pbx_midcall(domain: str, caller: str) -> str:
     me = f"<sip:+{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]"
     them = "[$remote_to]"
-    xml = scenarios._invite(domain, caller, 1, False)
-    xml += """<recv response="100" optional="true"/>
-<recv response="180" optional="true"/>
-<recv response="183" optional="true"/>
-<recv response="200" rrs="true">
-  <action><ereg regexp=".*" search_in="hdr" header="To:" assign_to="remote_to"/></action>
-</recv>
-<pause milliseconds="1300"/>
-"""  # no ACK yet: the edge must retransmit its 200 meanwhile
+    xml = scenarios.pbx_invite(domain, caller) + PROVISIONALS
+    xml += recv_capturing('response="200" rrs="true"', remote_to="To:")
+    xml += '<pause milliseconds="1300"/>\n'  # no ACK yet: the edge must retransmit its 200
     xml += _request("ACK", 1, me, them)
     xml += '<pause milliseconds="200"/>\n'
     xml += _request("INVITE", 2, me, them, sdp("pbx", "pbx-reinvite", 1))
@@ -101,36 +71,18 @@ def pbx_midcall(domain: str, caller: str) -> str:
     xml += '<pause milliseconds="300"/>\n'
     xml += _request("BYE", 4, me, them) + '<recv response="200"/>\n'
     # A new BYE for the ended call: 481.
-    xml += _request("BYE", 5, me, them).replace(' retrans="500"', "")
+    xml += _request("BYE", 5, me, them, retrans=False)
     xml += '<recv response="481"/>\n<pause milliseconds="800"/>\n'
-    return _wrap("pbx mid-call", xml)
+    return wrap("pbx mid-call", xml)
 
 
 def carrier_midcall() -> str:
     me = "[$remote_to];tag=[pid]SIPpTag01[call_number]"
     them = "[$remote_from]"
-    answer = scenarios._answer_headers()
-    xml = """<recv request="INVITE" rrs="true">
-  <action>
-    <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>
-    <ereg regexp=".*" search_in="hdr" header="To:" assign_to="remote_to"/>
-  </action>
-</recv>
-"""
-    xml += f"""<send><![CDATA[
-SIP/2.0 180 Ringing
-{answer}
-Content-Length: 0
-
-]]></send>
-"""
-    first_ok = f"""SIP/2.0 200 OK
-{answer}
-Content-Type: application/sdp
-Content-Length: [len]
-
-{sdp("carrier", "carrier-answer", 0)}"""
-    xml += f'<send retrans="500"><![CDATA[\n{first_ok}]]></send>\n<recv request="ACK"/>\n'
+    xml = recv_capturing('request="INVITE" rrs="true"', remote_from="From:", remote_to="To:")
+    xml += response("180 Ringing")
+    xml += response("200 OK", sdp=sdp("carrier", "carrier-answer", 0), retrans=True)
+    xml += '<recv request="ACK"/>\n'
     xml += '<recv request="INVITE" timeout="5000"/>\n'
     xml += _ok(sdp("carrier", "carrier-answers-reinvite", 1), "carrier")
     xml += '<recv request="ACK"/>\n<recv request="UPDATE"/>\n'
@@ -141,9 +93,9 @@ Content-Length: [len]
     xml += _request("ACK", 1, me, them)
     xml += _request("UPDATE", 2, me, them, sdp("carrier", "carrier-update", 4))
     xml += '<recv response="200"/>\n<recv request="BYE" timeout="5000"/>\n'
-    xml += scenarios._OK_TO_REQUEST
+    xml += OK_TO_REQUEST
     xml += '<pause milliseconds="300"/>\n'
-    return _wrap("carrier mid-call", xml)
+    return wrap("carrier mid-call", xml)
 
 
 def received(log: str) -> list[str]:
@@ -172,9 +124,7 @@ def header(message: str, name: str) -> str:
 def test_reinvite_update_both_ways_and_harmless_retransmissions(
     edge: EdgeProcess, api: Api, workdir: Path
 ) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(api, workdir, destination, carrier_midcall())
     carrier_port = uas[0].port
     pbx_run, uas_runs = call(edge, workdir, pbx_midcall(domain, account.caller), destination, uas)

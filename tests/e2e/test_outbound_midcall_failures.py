@@ -53,21 +53,16 @@ ACK_GIVE_UP = TIMER_H + T2
 @pytest.fixture(scope="module")
 def fast_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     sipp_binary()
-    process = EdgeProcess(tmp_path_factory.mktemp("fast-edge"), env={"OPENTRUNK_SIP_T1": str(T1)})
-    process.start()
-    try:
+    with EdgeProcess(
+        tmp_path_factory.mktemp("fast-edge"), env={"OPENTRUNK_SIP_T1": str(T1)}
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
 def fast_api(fast_edge: EdgeProcess) -> Iterator[Api]:
-    client = Api(fast_edge.http_port)
-    try:
+    with Api(fast_edge.http_port) as client:
         yield client
-    finally:
-        client.close()
 
 
 class Call:

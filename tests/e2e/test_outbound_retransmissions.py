@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from e2e import scenarios
-from e2e.harness import Api, EdgeProcess, Sipp, describe, pbx_args, unique_number
+from e2e.harness import Api, EdgeProcess, Sipp, describe, pbx_args
 from e2e.test_outbound_calls import assert_record
 from opentrunk.sip.message import Request, Response, parse_message
 
@@ -119,9 +119,7 @@ def script(carrier: RawCarrier, seen: dict[str, object]) -> None:
 
 
 def test_repeated_200_and_bye_do_no_harm(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     carrier = RawCarrier()
     seen: dict[str, object] = {}
     worker = threading.Thread(target=script, args=(carrier, seen), daemon=True)

@@ -9,16 +9,14 @@ from pathlib import Path
 import pytest
 
 from e2e import scenarios
-from e2e.harness import Api, EdgeProcess, unique_number
+from e2e.harness import Api, EdgeProcess
 from e2e.test_outbound_calls import assert_record, call, carriers, ok
 
 pytestmark = pytest.mark.sipp
 
 
 def test_tcp_pbx_to_udp_carrier(edge: EdgeProcess, api: Api, workdir: Path) -> None:
-    account = api.account()
-    domain = account.trunk(acl=["127.0.0.1/32"])
-    destination = unique_number()
+    account, domain, destination = api.outbound()
     uas = carriers(api, workdir, destination, scenarios.carrier_answer())
     xml = scenarios.pbx_call(domain, account.caller)
     pbx_run, uas_runs = call(edge, workdir, xml, destination, uas, transport="t1")

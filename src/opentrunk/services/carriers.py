@@ -8,13 +8,12 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
 
 from opentrunk.domain.validation import TRANSPORTS, InvalidParameter, parse_host_port
 from opentrunk.services.clock import fmt, utcnow
 from opentrunk.services.errors import Conflict, NotFound
-from opentrunk.services.resources import new_uuid
+from opentrunk.services.resources import insert_row, new_uuid, stored_secret
 from opentrunk.store.models import carriers
 from opentrunk.store.store import Store
 
@@ -88,26 +87,25 @@ def add_carrier(
     if bool(username) != bool(password):
         raise InvalidParameter("username and password go together")
     carrier_id = new_uuid()
-    try:
-        with store.engine.begin() as conn:
-            conn.execute(
-                insert(carriers).values(
-                    carrier_id=carrier_id,
-                    name=name,
-                    address=address,
-                    transport=transport,
-                    prefix=prefix,
-                    priority=priority,
-                    weight=weight,
-                    username=username or None,
-                    password_enc=store.box.encrypt(password) if password else None,
-                    rate=_rate(rate),
-                    inbound_sources=json.dumps(_sources(inbound_sources or [])),
-                    created_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        raise Conflict(f"a carrier named {name!r} already exists") from None
+    insert_row(
+        store,
+        carriers,
+        dict(
+            carrier_id=carrier_id,
+            name=name,
+            address=address,
+            transport=transport,
+            prefix=prefix,
+            priority=priority,
+            weight=weight,
+            username=username or None,
+            password_enc=store.box.encrypt(password) if password else None,
+            rate=_rate(rate),
+            inbound_sources=json.dumps(_sources(inbound_sources or [])),
+            created_at=utcnow(),
+        ),
+        duplicate=Conflict(f"a carrier named {name!r} already exists"),
+    )
     return get_carrier(store, carrier_id)
 
 
@@ -138,8 +136,4 @@ def remove_carrier(store: Store, carrier_id: str) -> None:
 
 def carrier_password(store: Store, carrier_id: str) -> str | None:
     """For the SIP edge: the decrypted password of a carrier, if any."""
-    with store.engine.connect() as conn:
-        enc = conn.execute(
-            select(carriers.c.password_enc).where(carriers.c.carrier_id == carrier_id)
-        ).scalar_one_or_none()
-    return None if enc is None else store.box.decrypt(enc)
+    return stored_secret(store, carriers.c.password_enc, carriers.c.carrier_id, carrier_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from opentrunk.domain.validation import (
@@ -18,9 +18,15 @@ from opentrunk.domain.validation import (
     check_credential_username,
 )
 from opentrunk.services.clock import utcnow
-from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import OwnedRead, fetch_owned, new_uuid, page_of
+from opentrunk.services.resources import (
+    OwnedRead,
+    delete_owned,
+    fetch_owned,
+    insert_row,
+    list_owned,
+    new_uuid,
+)
 from opentrunk.store.models import credentials, trunks
 from opentrunk.store.secrets import digest_ha1
 from opentrunk.store.store import Store
@@ -47,22 +53,21 @@ def create_credential(
     check_credential_password(password)
     ha1_md5, ha1_sha256 = digest_ha1(username, store.sip_domain, password)
     credential_uuid = new_uuid()
-    try:
-        with store.engine.begin() as conn:
-            conn.execute(
-                insert(credentials).values(
-                    credential_uuid=credential_uuid,
-                    account_id=account_id,
-                    name=name or "",
-                    username=username,
-                    realm=store.sip_domain,
-                    ha1_md5=ha1_md5,
-                    ha1_sha256=ha1_sha256,
-                    created_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        raise _duplicate(username) from None
+    insert_row(
+        store,
+        credentials,
+        dict(
+            credential_uuid=credential_uuid,
+            account_id=account_id,
+            name=name or "",
+            username=username,
+            realm=store.sip_domain,
+            ha1_md5=ha1_md5,
+            ha1_sha256=ha1_sha256,
+            created_at=utcnow(),
+        ),
+        duplicate=_duplicate(username),
+    )
     return credential_uuid
 
 
@@ -76,16 +81,9 @@ async def read_credential(store: Store, account_id: int, credential_uuid: str) -
 
 
 def list_credentials(store: Store, account_id: int, limit: int, offset: int) -> Page:
-    with store.engine.connect() as conn:
-        total, rows = page_of(
-            conn,
-            credentials,
-            [credentials.c.account_id == account_id],
-            "credential_uuid",
-            limit,
-            offset,
-        )
-    return Page(total, [credential_view(r) for r in rows], limit, offset)
+    return list_owned(
+        store, credentials, "credential_uuid", account_id, limit, offset, credential_view
+    )
 
 
 def update_credential(
@@ -125,24 +123,15 @@ def update_credential(
 
 
 def delete_credential(store: Store, account_id: int, credential_uuid: str) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(
-            update(trunks)
-            .where(
-                and_(trunks.c.credential_uuid == credential_uuid, trunks.c.account_id == account_id)
-            )
-            .values(credential_uuid=None)
-        )
-        result = conn.execute(
-            delete(credentials).where(
-                and_(
-                    credentials.c.credential_uuid == credential_uuid,
-                    credentials.c.account_id == account_id,
-                )
-            )
-        )
-    if result.rowcount == 0:
-        raise NotFound(f"credential {credential_uuid} not found")
+    delete_owned(
+        store,
+        credentials,
+        "credential_uuid",
+        credential_uuid,
+        account_id,
+        READ.label,
+        detach=[(trunks, "credential_uuid")],
+    )
 
 
 def digest_secrets(store: Store, credential_uuid: str) -> dict[str, str] | None:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, update
+from sqlalchemy import update
 
 from opentrunk.domain.validation import check_acl_entries
 from opentrunk.services.clock import utcnow
-from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import OwnedRead, fetch_owned, new_uuid, page_of
+from opentrunk.services.resources import (
+    OwnedRead,
+    delete_owned,
+    fetch_owned,
+    insert_row,
+    list_owned,
+    new_uuid,
+)
 from opentrunk.store.models import ip_acls, trunks
 from opentrunk.store.store import Store
 
@@ -29,16 +35,17 @@ def ipacl_view(row: Any) -> dict[str, Any]:
 def create_ipacl(store: Store, account_id: int, ip_addresses: list[str], name: str | None) -> str:
     entries = check_acl_entries(ip_addresses)
     ipacl_uuid = new_uuid()
-    with store.engine.begin() as conn:
-        conn.execute(
-            insert(ip_acls).values(
-                ipacl_uuid=ipacl_uuid,
-                account_id=account_id,
-                name=name or "",
-                ip_addresses=json.dumps(entries),
-                created_at=utcnow(),
-            )
-        )
+    insert_row(
+        store,
+        ip_acls,
+        dict(
+            ipacl_uuid=ipacl_uuid,
+            account_id=account_id,
+            name=name or "",
+            ip_addresses=json.dumps(entries),
+            created_at=utcnow(),
+        ),
+    )
     return ipacl_uuid
 
 
@@ -52,11 +59,7 @@ async def read_ipacl(store: Store, account_id: int, ipacl_uuid: str) -> dict[str
 
 
 def list_ipacls(store: Store, account_id: int, limit: int, offset: int) -> Page:
-    with store.engine.connect() as conn:
-        total, rows = page_of(
-            conn, ip_acls, [ip_acls.c.account_id == account_id], "ipacl_uuid", limit, offset
-        )
-    return Page(total, [ipacl_view(r) for r in rows], limit, offset)
+    return list_owned(store, ip_acls, "ipacl_uuid", account_id, limit, offset, ipacl_view)
 
 
 def update_ipacl(store: Store, account_id: int, ipacl_uuid: str, changes: dict[str, Any]) -> str:
@@ -75,16 +78,12 @@ def update_ipacl(store: Store, account_id: int, ipacl_uuid: str, changes: dict[s
 
 
 def delete_ipacl(store: Store, account_id: int, ipacl_uuid: str) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(
-            update(trunks)
-            .where(and_(trunks.c.ipacl_uuid == ipacl_uuid, trunks.c.account_id == account_id))
-            .values(ipacl_uuid=None)
-        )
-        result = conn.execute(
-            delete(ip_acls).where(
-                and_(ip_acls.c.ipacl_uuid == ipacl_uuid, ip_acls.c.account_id == account_id)
-            )
-        )
-    if result.rowcount == 0:
-        raise NotFound(f"ip access list {ipacl_uuid} not found")
+    delete_owned(
+        store,
+        ip_acls,
+        "ipacl_uuid",
+        ipacl_uuid,
+        account_id,
+        READ.label,
+        detach=[(trunks, "ipacl_uuid")],
+    )

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, and_, delete, select, update
 
 from opentrunk.domain.numbers import InvalidNumber, country_of, normalize_e164, number_type
 from opentrunk.domain.validation import InvalidParameter
@@ -14,6 +13,7 @@ from opentrunk.services.accounts import account_id_of
 from opentrunk.services.clock import fmt, utcnow
 from opentrunk.services.errors import Conflict, NotFound
 from opentrunk.services.paging import Page
+from opentrunk.services.resources import delete_owned, fetch_owned, insert_row, list_owned
 from opentrunk.store.models import accounts, numbers, trunks
 from opentrunk.store.store import Store
 
@@ -45,22 +45,21 @@ def add_number(store: Store, number: str, auth_id: str) -> dict[str, Any]:
     """Operator: put a number into an account's inventory."""
     digits = to_digits(number)
     account_id = account_id_of(store, auth_id)
-    try:
-        with store.engine.begin() as conn:
-            conn.execute(
-                insert(numbers).values(
-                    number=digits,
-                    account_id=account_id,
-                    alias=None,
-                    trunk_id=None,
-                    country=country_of(digits),
-                    number_type=number_type(digits),
-                    voice_enabled=True,
-                    added_on=utcnow(),
-                )
-            )
-    except IntegrityError:
-        raise Conflict(f"number {digits} is already in an account") from None
+    insert_row(
+        store,
+        numbers,
+        dict(
+            number=digits,
+            account_id=account_id,
+            alias=None,
+            trunk_id=None,
+            country=country_of(digits),
+            number_type=number_type(digits),
+            voice_enabled=True,
+            added_on=utcnow(),
+        ),
+        duplicate=Conflict(f"number {digits} is already in an account"),
+    )
     return get_number(store, account_id, auth_id, digits)
 
 
@@ -94,15 +93,8 @@ def _lookup_key(number: str) -> str:
 
 
 def get_number(store: Store, account_id: int, auth_id: str, number: str) -> dict[str, Any]:
-    digits = _lookup_key(number)
     with store.engine.connect() as conn:
-        row = conn.execute(
-            select(numbers).where(
-                and_(numbers.c.number == digits, numbers.c.account_id == account_id)
-            )
-        ).first()
-    if row is None:
-        raise NotFound(f"number {digits} not found")
+        row = fetch_owned(conn, numbers, "number", _lookup_key(number), account_id, "number")
     return number_view(row, auth_id)
 
 
@@ -117,24 +109,24 @@ def list_numbers(
     number_type_filter: str | None = None,
     alias: str | None = None,
 ) -> Page:
-    cond = [numbers.c.account_id == account_id]
+    cond = []
     if number_startswith:
         cond += [numbers.c.number >= number_startswith, numbers.c.number < number_startswith + ":"]
     if number_type_filter:
         cond.append(numbers.c.number_type == number_type_filter)
     if alias is not None:
         cond.append(numbers.c.alias == alias)
-    where = and_(*cond)
-    with store.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(numbers).where(where)).scalar_one()
-        rows = conn.execute(
-            select(numbers)
-            .where(where)
-            .order_by(numbers.c.added_on.desc(), numbers.c.number.desc())
-            .limit(limit)
-            .offset(offset)
-        ).all()
-    return Page(total, [number_view(r, auth_id) for r in rows], limit, offset)
+    return list_owned(
+        store,
+        numbers,
+        "number",
+        account_id,
+        limit,
+        offset,
+        lambda row: number_view(row, auth_id),
+        cond,
+        stamp="added_on",
+    )
 
 
 _UNSET: Any = object()
@@ -152,13 +144,7 @@ def update_number(
     digits = _lookup_key(number)
     values: dict[str, Any] = {}
     with store.engine.begin() as conn:
-        exists = conn.execute(
-            select(numbers.c.number).where(
-                and_(numbers.c.number == digits, numbers.c.account_id == account_id)
-            )
-        ).first()
-        if exists is None:
-            raise NotFound(f"number {digits} not found")
+        fetch_owned(conn, numbers, "number", digits, account_id, "number")
         if app_id is not _UNSET:
             if app_id in (None, ""):
                 values["trunk_id"] = None
@@ -187,12 +173,4 @@ def update_number(
 
 def release_number(store: Store, account_id: int, number: str) -> None:
     """Customer: release a number from the account."""
-    digits = _lookup_key(number)
-    with store.engine.begin() as conn:
-        result = conn.execute(
-            delete(numbers).where(
-                and_(numbers.c.number == digits, numbers.c.account_id == account_id)
-            )
-        )
-    if result.rowcount == 0:
-        raise NotFound(f"number {digits} not found")
+    delete_owned(store, numbers, "number", _lookup_key(number), account_id, "number")

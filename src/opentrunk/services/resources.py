@@ -1,14 +1,30 @@
-"""Shared helpers for account-owned resources: id generation, paging queries, lookups."""
+"""Shared helpers for account-owned resources: id generation, paging queries, lookups,
+the insert and delete every resource makes."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, Table, and_, bindparam, func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 
 from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
@@ -86,19 +102,84 @@ def page_of(
     key: str,
     limit: int,
     offset: int,
+    stamp: str = "created_at",
 ) -> tuple[int, list[Row[Any]]]:
-    """Total and one page, newest first, ties broken by the key so the order is total."""
+    """Total and one page, newest first by the `stamp` column, ties broken by the key so
+    the order is total."""
     where = and_(*conditions)
     total = conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
     rows = conn.execute(
         select(table)
         .where(where)
-        .order_by(table.c.created_at.desc(), table.c[key].desc())
+        .order_by(table.c[stamp].desc(), table.c[key].desc())
         .limit(limit)
         .offset(offset)
     ).all()
     return int(total), list(rows)
 
 
-def make_page(total: int, objects: list[dict[str, Any]], limit: int, offset: int) -> Page:
-    return Page(total, objects, limit, offset)
+def list_owned(
+    store: Store,
+    table: Table,
+    key: str,
+    account_id: int,
+    limit: int,
+    offset: int,
+    view: Callable[[Row[Any]], dict[str, Any]],
+    conditions: Sequence[ColumnElement[bool]] = (),
+    stamp: str = "created_at",
+) -> Page:
+    """One page of an account's objects (page_of), each shaped by `view`."""
+    with store.engine.connect() as conn:
+        total, rows = page_of(
+            conn, table, [table.c.account_id == account_id, *conditions], key, limit, offset, stamp
+        )
+    return Page(total, [view(r) for r in rows], limit, offset)
+
+
+def insert_row(
+    store: Store, table: Table, values: dict[str, Any], duplicate: Exception | None = None
+) -> None:
+    """One INSERT in its own transaction; with `duplicate`, a unique-constraint violation
+    raises that instead (the caller words what already exists)."""
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(insert(table).values(values))
+    except IntegrityError:
+        if duplicate is None:
+            raise
+        raise duplicate from None
+
+
+def delete_owned(
+    store: Store,
+    table: Table,
+    key: str,
+    value: str,
+    account_id: int,
+    label: str,
+    detach: Sequence[tuple[Table, str]] = (),
+) -> None:
+    """Delete one account-owned object, first clearing the `detach` (table, column)
+    references to it in the same account, in one transaction. The explicit detach keeps
+    this correct where the database does not enforce foreign keys."""
+    with store.engine.begin() as conn:
+        for referrer, column in detach:
+            conn.execute(
+                update(referrer)
+                .where(and_(referrer.c[column] == value, referrer.c.account_id == account_id))
+                .values({column: None})
+            )
+        result = conn.execute(
+            delete(table).where(and_(table.c[key] == value, table.c.account_id == account_id))
+        )
+    if result.rowcount == 0:
+        raise NotFound(f"{label} {value} not found")
+
+
+def stored_secret(store: Store, secret: Column[Any], key: Column[Any], value: str) -> str | None:
+    """For the SIP edge: the decrypted secret in column `secret` of the row whose `key`
+    is `value`; None when there is no such row or no secret."""
+    with store.engine.connect() as conn:
+        enc = conn.execute(select(secret).where(key == value)).scalar_one_or_none()
+    return None if enc is None else store.box.decrypt(enc)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from opentrunk.domain.validation import InvalidParameter, TrunkShape, check_trunk_shape, check_uuid
 from opentrunk.services.clock import utcnow
-from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import OwnedRead, fetch_owned, new_trunk_id, page_of
+from opentrunk.services.resources import (
+    OwnedRead,
+    delete_owned,
+    fetch_owned,
+    list_owned,
+    new_trunk_id,
+)
 from opentrunk.store.models import credentials, ip_acls, numbers, origination_uris, trunks
 from opentrunk.store.store import Store
 
@@ -108,13 +113,16 @@ async def read_trunk(store: Store, account_id: int, trunk_id: str) -> dict[str, 
 def list_trunks(
     store: Store, account_id: int, filters: dict[str, Any], limit: int, offset: int
 ) -> Page:
-    conditions = [trunks.c.account_id == account_id]
-    for field, value in filters.items():
-        if value is not None:
-            conditions.append(trunks.c[field] == value)
-    with store.engine.connect() as conn:
-        total, rows = page_of(conn, trunks, conditions, "trunk_id", limit, offset)
-    return Page(total, [trunk_view(r, store.sip_domain) for r in rows], limit, offset)
+    return list_owned(
+        store,
+        trunks,
+        "trunk_id",
+        account_id,
+        limit,
+        offset,
+        lambda row: trunk_view(row, store.sip_domain),
+        [trunks.c[field] == value for field, value in filters.items() if value is not None],
+    )
 
 
 def update_trunk(store: Store, account_id: int, trunk_id: str, changes: dict[str, Any]) -> str:
@@ -141,17 +149,6 @@ def update_trunk(store: Store, account_id: int, trunk_id: str, changes: dict[str
 
 
 def delete_trunk(store: Store, account_id: int, trunk_id: str) -> None:
-    with store.engine.begin() as conn:
-        # Explicit detach: correct even where the database does not enforce FKs.
-        conn.execute(
-            update(numbers)
-            .where(and_(numbers.c.trunk_id == trunk_id, numbers.c.account_id == account_id))
-            .values(trunk_id=None)
-        )
-        result = conn.execute(
-            delete(trunks).where(
-                and_(trunks.c.trunk_id == trunk_id, trunks.c.account_id == account_id)
-            )
-        )
-    if result.rowcount == 0:
-        raise NotFound(f"trunk {trunk_id} not found")
+    delete_owned(
+        store, trunks, "trunk_id", trunk_id, account_id, READ.label, detach=[(numbers, "trunk_id")]
+    )

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import update
 
 from opentrunk.domain.validation import InvalidParameter, MissingParameter, check_origination_uri
 from opentrunk.services.clock import utcnow
-from opentrunk.services.errors import NotFound
 from opentrunk.services.paging import Page
-from opentrunk.services.resources import OwnedRead, fetch_owned, new_uuid, page_of
+from opentrunk.services.resources import (
+    OwnedRead,
+    delete_owned,
+    fetch_owned,
+    insert_row,
+    list_owned,
+    new_uuid,
+    stored_secret,
+)
 from opentrunk.store.models import origination_uris, trunks
 from opentrunk.store.store import Store
 
@@ -59,19 +66,20 @@ def create_uri(store: Store, account_id: int, fields: dict[str, Any]) -> str:
     username, password = fields.get("username"), fields.get("password")
     _check_auth(auth, username, password, stored=False)
     uri_uuid = new_uuid()
-    with store.engine.begin() as conn:
-        conn.execute(
-            insert(origination_uris).values(
-                uri_uuid=uri_uuid,
-                account_id=account_id,
-                name=fields.get("name") or "",
-                uri=uri,
-                authentication_needed=auth,
-                username=username if auth else None,
-                password_enc=store.box.encrypt(password) if auth and password else None,
-                created_at=utcnow(),
-            )
-        )
+    insert_row(
+        store,
+        origination_uris,
+        dict(
+            uri_uuid=uri_uuid,
+            account_id=account_id,
+            name=fields.get("name") or "",
+            uri=uri,
+            authentication_needed=auth,
+            username=username if auth else None,
+            password_enc=store.box.encrypt(password) if auth and password else None,
+            created_at=utcnow(),
+        ),
+    )
     return uri_uuid
 
 
@@ -85,16 +93,7 @@ async def read_uri(store: Store, account_id: int, uri_uuid: str) -> dict[str, An
 
 
 def list_uris(store: Store, account_id: int, limit: int, offset: int) -> Page:
-    with store.engine.connect() as conn:
-        total, rows = page_of(
-            conn,
-            origination_uris,
-            [origination_uris.c.account_id == account_id],
-            "uri_uuid",
-            limit,
-            offset,
-        )
-    return Page(total, [uri_view(r) for r in rows], limit, offset)
+    return list_owned(store, origination_uris, "uri_uuid", account_id, limit, offset, uri_view)
 
 
 def update_uri(store: Store, account_id: int, uri_uuid: str, changes: dict[str, Any]) -> str:
@@ -129,29 +128,19 @@ def update_uri(store: Store, account_id: int, uri_uuid: str, changes: dict[str, 
 
 
 def delete_uri(store: Store, account_id: int, uri_uuid: str) -> None:
-    with store.engine.begin() as conn:
-        for column in ("primary_uri_uuid", "fallback_uri_uuid"):
-            conn.execute(
-                update(trunks)
-                .where(and_(trunks.c[column] == uri_uuid, trunks.c.account_id == account_id))
-                .values({column: None})
-            )
-        result = conn.execute(
-            delete(origination_uris).where(
-                and_(
-                    origination_uris.c.uri_uuid == uri_uuid,
-                    origination_uris.c.account_id == account_id,
-                )
-            )
-        )
-    if result.rowcount == 0:
-        raise NotFound(f"uri {uri_uuid} not found")
+    delete_owned(
+        store,
+        origination_uris,
+        "uri_uuid",
+        uri_uuid,
+        account_id,
+        READ.label,
+        detach=[(trunks, "primary_uri_uuid"), (trunks, "fallback_uri_uuid")],
+    )
 
 
 def uri_password(store: Store, uri_uuid: str) -> str | None:
     """For the SIP edge: the decrypted password of an origination URI, if any."""
-    with store.engine.connect() as conn:
-        enc = conn.execute(
-            select(origination_uris.c.password_enc).where(origination_uris.c.uri_uuid == uri_uuid)
-        ).scalar_one_or_none()
-    return None if enc is None else store.box.decrypt(enc)
+    return stored_secret(
+        store, origination_uris.c.password_enc, origination_uris.c.uri_uuid, uri_uuid
+    )

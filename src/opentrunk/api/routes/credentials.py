@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
 from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
+from opentrunk.api.routes.writes import Writes, deleted
 from opentrunk.api.schemas import (
     CredentialCreate,
     CredentialList,
@@ -21,6 +22,11 @@ from opentrunk.services import credentials as svc
 
 router = APIRouter(prefix="/v1/Account/{auth_id}/Zentrunk/Credential", tags=["Credential"])
 Auth = Annotated[Caller, Depends(customer)]
+WRITES = Writes(
+    "credential_uuid",
+    created="Credential created successfully.",
+    updated="Credential updated successfully.",
+)
 
 
 @router.get("/", response_model=None, responses=documented(CredentialList))
@@ -37,21 +43,8 @@ async def list_credentials(
     "/", status_code=201, response_model=None, responses=documented(CredentialWritten, 201)
 )
 async def create_credential(request: Request, caller: Auth, body: CredentialCreate) -> JSONResponse:
-    credential_uuid = await run_in_threadpool(
-        svc.create_credential,
-        caller.store,
-        caller.account_id,
-        body.username,
-        body.password,
-        body.name,
-    )
-    return answer(
-        {
-            "api_id": api_id(request),
-            "message": "Credential created successfully.",
-            "credential_uuid": credential_uuid,
-        },
-        201,
+    return await WRITES.create(
+        request, caller, svc.create_credential, body.username, body.password, body.name
     )
 
 
@@ -70,21 +63,15 @@ async def get_credential(request: Request, caller: Auth, credential_uuid: str) -
 async def update_credential(
     request: Request, caller: Auth, credential_uuid: str, body: CredentialUpdate
 ) -> JSONResponse:
-    changes = body.model_dump(include=body.model_fields_set)
-    await run_in_threadpool(
-        svc.update_credential, caller.store, caller.account_id, credential_uuid, changes
-    )
-    return answer(
-        {
-            "api_id": api_id(request),
-            "message": "Credential updated successfully.",
-            "credential_uuid": credential_uuid,
-        },
-        202,
+    return await WRITES.update(
+        request,
+        caller,
+        svc.update_credential,
+        credential_uuid,
+        body.model_dump(include=body.model_fields_set),
     )
 
 
 @router.delete("/{credential_uuid}/", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_credential(caller: Auth, credential_uuid: str) -> Response:
-    await run_in_threadpool(svc.delete_credential, caller.store, caller.account_id, credential_uuid)
-    return Response(status_code=204)
+    return await deleted(caller, svc.delete_credential, credential_uuid)

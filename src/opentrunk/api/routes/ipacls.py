@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
 from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
+from opentrunk.api.routes.writes import Writes, deleted
 from opentrunk.api.schemas import IPACLCreate, IPACLList, IPACLOne, IPACLUpdate, IPACLWritten
 from opentrunk.services import ipacls as svc
 
@@ -17,6 +18,11 @@ router = APIRouter(
     prefix="/v1/Account/{auth_id}/Zentrunk/IPAccessControlList", tags=["IPAccessControlList"]
 )
 Auth = Annotated[Caller, Depends(customer)]
+WRITES = Writes(
+    "ipacl_uuid",
+    created="IP access control list created successfully.",
+    updated="IP access control list updated successfully.",
+)
 
 
 @router.get("/", response_model=None, responses=documented(IPACLList))
@@ -29,17 +35,7 @@ async def list_ipacls(
 
 @router.post("/", status_code=201, response_model=None, responses=documented(IPACLWritten, 201))
 async def create_ipacl(request: Request, caller: Auth, body: IPACLCreate) -> JSONResponse:
-    ipacl_uuid = await run_in_threadpool(
-        svc.create_ipacl, caller.store, caller.account_id, body.ip_addresses, body.name
-    )
-    return answer(
-        {
-            "api_id": api_id(request),
-            "message": "IP access control list created successfully.",
-            "ipacl_uuid": ipacl_uuid,
-        },
-        201,
-    )
+    return await WRITES.create(request, caller, svc.create_ipacl, body.ip_addresses, body.name)
 
 
 @router.get("/{ipacl_uuid}/", response_model=None, responses=documented(IPACLOne))
@@ -54,19 +50,15 @@ async def get_ipacl(request: Request, caller: Auth, ipacl_uuid: str) -> JSONResp
 async def update_ipacl(
     request: Request, caller: Auth, ipacl_uuid: str, body: IPACLUpdate
 ) -> JSONResponse:
-    changes = body.model_dump(include=body.model_fields_set)
-    await run_in_threadpool(svc.update_ipacl, caller.store, caller.account_id, ipacl_uuid, changes)
-    return answer(
-        {
-            "api_id": api_id(request),
-            "message": "IP access control list updated successfully.",
-            "ipacl_uuid": ipacl_uuid,
-        },
-        202,
+    return await WRITES.update(
+        request,
+        caller,
+        svc.update_ipacl,
+        ipacl_uuid,
+        body.model_dump(include=body.model_fields_set),
     )
 
 
 @router.delete("/{ipacl_uuid}/", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_ipacl(caller: Auth, ipacl_uuid: str) -> Response:
-    await run_in_threadpool(svc.delete_ipacl, caller.store, caller.account_id, ipacl_uuid)
-    return Response(status_code=204)
+    return await deleted(caller, svc.delete_ipacl, ipacl_uuid)

@@ -11,12 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
 from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
+from opentrunk.api.routes.writes import Writes, deleted
 from opentrunk.api.schemas import NumberList, NumberOne, NumberUpdate, NumberWritten
 from opentrunk.domain.validation import InvalidParameter
 from opentrunk.services import numbers as svc
 
 router = APIRouter(prefix="/v1/Account/{auth_id}/Number", tags=["Number"])
 Auth = Annotated[Caller, Depends(customer)]
+WRITES = Writes("number", updated="changed")
 
 
 @router.get("/", response_model=None, responses=documented(NumberList))
@@ -63,13 +65,9 @@ async def update_number(
     request: Request, caller: Auth, number: str, body: NumberUpdate
 ) -> JSONResponse:
     changes: dict[str, Any] = body.model_dump(include=body.model_fields_set)
-    digits = await run_in_threadpool(
-        lambda: svc.update_number(caller.store, caller.account_id, number, **changes)
-    )
-    return answer({"api_id": api_id(request), "message": "changed", "number": digits}, 202)
+    return await WRITES.update(request, caller, svc.update_number, number, **changes)
 
 
 @router.delete("/{number}/", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_number(caller: Auth, number: str) -> Response:
-    await run_in_threadpool(svc.release_number, caller.store, caller.account_id, number)
-    return Response(status_code=204)
+    return await deleted(caller, svc.release_number, number)

@@ -10,12 +10,16 @@ from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
 from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
+from opentrunk.api.routes.writes import Writes, deleted
 from opentrunk.api.schemas import TrunkCreate, TrunkList, TrunkOne, TrunkUpdate, TrunkWritten
 from opentrunk.domain.validation import check_uuid
 from opentrunk.services import trunks as svc
 
 router = APIRouter(prefix="/v1/Account/{auth_id}/Zentrunk/Trunk", tags=["Trunk"])
 Auth = Annotated[Caller, Depends(customer)]
+WRITES = Writes(
+    "trunk_id", created="Trunk created successfully.", updated="Trunk updated successfully."
+)
 UUIDFilter = Annotated[str | None, Query(max_length=64)]
 
 
@@ -53,12 +57,7 @@ async def list_trunks(
 
 @router.post("/", status_code=201, response_model=None, responses=documented(TrunkWritten, 201))
 async def create_trunk(request: Request, caller: Auth, body: TrunkCreate) -> JSONResponse:
-    values = body.model_dump()
-    trunk_id = await run_in_threadpool(svc.create_trunk, caller.store, caller.account_id, values)
-    return answer(
-        {"api_id": api_id(request), "message": "Trunk created successfully.", "trunk_id": trunk_id},
-        201,
-    )
+    return await WRITES.create(request, caller, svc.create_trunk, body.model_dump())
 
 
 @router.get("/{trunk_id}/", response_model=None, responses=documented(TrunkOne))
@@ -75,15 +74,11 @@ async def get_trunk(request: Request, caller: Auth, trunk_id: str) -> JSONRespon
 async def update_trunk(
     request: Request, caller: Auth, trunk_id: str, body: TrunkUpdate
 ) -> JSONResponse:
-    changes = body.model_dump(include=body.model_fields_set)
-    await run_in_threadpool(svc.update_trunk, caller.store, caller.account_id, trunk_id, changes)
-    return answer(
-        {"api_id": api_id(request), "message": "Trunk updated successfully.", "trunk_id": trunk_id},
-        202,
+    return await WRITES.update(
+        request, caller, svc.update_trunk, trunk_id, body.model_dump(include=body.model_fields_set)
     )
 
 
 @router.delete("/{trunk_id}/", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_trunk(caller: Auth, trunk_id: str) -> Response:
-    await run_in_threadpool(svc.delete_trunk, caller.store, caller.account_id, trunk_id)
-    return Response(status_code=204)
+    return await deleted(caller, svc.delete_trunk, trunk_id)

@@ -10,11 +10,15 @@ from starlette.concurrency import run_in_threadpool
 
 from opentrunk.api.auth import Caller, customer
 from opentrunk.api.common import ERRORS, Limit, Offset, answer, api_id, documented, list_body
+from opentrunk.api.routes.writes import Writes, deleted
 from opentrunk.api.schemas import URICreate, URIList, URIOne, URIUpdate, URIWritten
 from opentrunk.services import uris as svc
 
 router = APIRouter(prefix="/v1/Account/{auth_id}/Zentrunk/URI", tags=["URI"])
 Auth = Annotated[Caller, Depends(customer)]
+WRITES = Writes(
+    "uri_uuid", created="URI created successfully.", updated="URI updated successfully."
+)
 
 
 @router.get("/", response_model=None, responses=documented(URIList))
@@ -27,12 +31,7 @@ async def list_uris(
 
 @router.post("/", status_code=201, response_model=None, responses=documented(URIWritten, 201))
 async def create_uri(request: Request, caller: Auth, body: URICreate) -> JSONResponse:
-    values = body.model_dump()
-    uri_uuid = await run_in_threadpool(svc.create_uri, caller.store, caller.account_id, values)
-    return answer(
-        {"api_id": api_id(request), "message": "URI created successfully.", "uri_uuid": uri_uuid},
-        201,
-    )
+    return await WRITES.create(request, caller, svc.create_uri, body.model_dump())
 
 
 @router.get("/{uri_uuid}/", response_model=None, responses=documented(URIOne))
@@ -47,15 +46,11 @@ async def get_uri(request: Request, caller: Auth, uri_uuid: str) -> JSONResponse
 async def update_uri(
     request: Request, caller: Auth, uri_uuid: str, body: URIUpdate
 ) -> JSONResponse:
-    changes = body.model_dump(include=body.model_fields_set)
-    await run_in_threadpool(svc.update_uri, caller.store, caller.account_id, uri_uuid, changes)
-    return answer(
-        {"api_id": api_id(request), "message": "URI updated successfully.", "uri_uuid": uri_uuid},
-        202,
+    return await WRITES.update(
+        request, caller, svc.update_uri, uri_uuid, body.model_dump(include=body.model_fields_set)
     )
 
 
 @router.delete("/{uri_uuid}/", status_code=204, response_class=Response, responses=ERRORS)
 async def delete_uri(caller: Auth, uri_uuid: str) -> Response:
-    await run_in_threadpool(svc.delete_uri, caller.store, caller.account_id, uri_uuid)
-    return Response(status_code=204)
+    return await deleted(caller, svc.delete_uri, uri_uuid)
