@@ -113,3 +113,40 @@ def test_lockout_settings_from_the_environment(tmp_path: Path) -> None:
     with open_store("sqlite", tmp_path) as store:
         lockout = SipEdge(settings, store).lockout
     assert (lockout.max_failures, lockout.window, lockout.duration) == (3, 30.0, 900.0)
+
+
+def test_ended_calls_leave_no_cyclic_garbage(tmp_path: Path) -> None:
+    """With the collector off, calls that ended (media released, the edge's transactions
+    expired on a short T1) leave nothing of the edge's for the cyclic collector: its
+    young collections stay cheap and rare (edge/gc_policy.py)."""
+
+    async def go() -> None:
+        async with live_edge(tmp_path, sip_t1=0.01) as live:
+            invite, answer = await live.pbx.call()  # warm the caches
+            await live.pbx.hang_up(invite, answer)
+            await settle(0.3)
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                for _ in range(5):
+                    invite, answer = await live.pbx.call()
+                    assert answer.status == 200
+                    assert (await live.pbx.hang_up(invite, answer)).status == 200
+                # 64*T1, then T4 (5 s, not scaled by T1) for the BYE's transaction.
+                while len(live.edge.endpoint.layer):
+                    await settle(0.2)
+                gc.collect()  # DEBUG_SAVEALL: what it found unreachable stays in gc.garbage
+                cyclic = sorted({type(o).__qualname__ for o in gc.garbage if _of_the_edge(o)})
+                assert cyclic == []
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+
+    asyncio.run(go())
+
+
+def _of_the_edge(obj: object) -> bool:
+    module = type(obj).__module__
+    return module.startswith("opentrunk.") or module == "socket"

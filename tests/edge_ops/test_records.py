@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from edge_ops.conftest import Account
@@ -22,7 +22,7 @@ from opentrunk.api.app import create_app
 from opentrunk.config import Settings
 from opentrunk.domain.billing import BillingPlan
 from opentrunk.domain.hangup_codes import Side, bye_from, customer_cancelled, refusal
-from opentrunk.edge.records import CallRecorder
+from opentrunk.edge.records import CallRecorder, close_values, open_values
 from opentrunk.edge.views import CallFinish, CallStart
 from opentrunk.store.models import call_records
 from opentrunk.store.store import Store
@@ -318,3 +318,59 @@ def test_failed_writes_are_retried_in_order(store: Store, account: Account) -> N
     assert recorder.write_errors == 2
     row = _row(store, start.call_uuid)
     assert row.state == "closed" and row.hangup_cause_code == 5190
+
+
+@pytest.mark.parametrize("one_flush", [False, True], ids=["open-then-close", "short-call"])
+def test_rows_match_what_sqlalchemy_writes(store: Store, account: Account, one_flush: bool) -> None:
+    """The recorder's batched writes (the driver's executemany with prepared rows on
+    SQLite) store every column as SQLAlchemy's own INSERT and UPDATE do: types, defaults
+    and NULLs alike."""
+    start = _start(account, secure_trunking=True, srtp=True, trunk_id=None)
+    answer = start.initiation_time + timedelta(seconds=1.7)
+    finish = CallFinish(
+        end=bye_from(Side.CUSTOMER),
+        end_time=answer + timedelta(seconds=30.4),
+        answer_time=answer,
+        rate=Decimal("0.0125"),
+        from_carrier="Carrier One",
+        to_country="FR",
+        rtt=12.5,
+        jitter=None,
+        packet_loss=0.25,
+    )
+    recorder = CallRecorder(store, flush_interval=10)
+
+    async def scenario() -> None:
+        recorder.open(start)
+        if not one_flush:
+            await recorder.flush()
+        recorder.answered(start.call_uuid, answer)
+        assert recorder.close(start.call_uuid, finish)
+        await recorder.flush()
+
+    asyncio.run(scenario())
+    reference = str(uuid.uuid4())
+    with store.engine.begin() as conn:
+        conn.execute(insert(call_records), {**open_values(start), "call_uuid": reference})
+        conn.execute(
+            update(call_records)
+            .where(call_records.c.call_uuid == reference)
+            .values(close_values(finish))
+        )
+    written, expected = _row(store, start.call_uuid)._asdict(), _row(store, reference)._asdict()
+    assert written.pop("call_uuid") == start.call_uuid
+    expected.pop("call_uuid")
+    assert written == expected
+    # As stored, too: SQLite keeps times and booleans as SQLAlchemy formats them, and
+    # the API's time-range filters compare those strings.
+    with store.engine.connect() as conn:
+        raw = [
+            conn.exec_driver_sql(
+                f"SELECT * FROM call_records WHERE call_uuid = '{call_uuid}'"
+            ).one()[1:]
+            for call_uuid in (start.call_uuid, reference)
+        ]
+    assert raw[0] == raw[1]
+    assert written["secure_trunking"] is True and written["trunk_id"] is None
+    assert written["stir_verification"] == "Not Applicable"  # a column default
+    assert written["from_carrier"] == "Carrier One" and written["jitter"] is None

@@ -30,6 +30,9 @@ class OfferSecurity:
     complete: bool
 
 
+_PLAIN = OfferSecurity(srtp=False, complete=False)
+
+
 def _is_sdp(content_type: str | None) -> bool:
     return (content_type or "").split(";")[0].strip().lower() == "application/sdp"
 
@@ -37,11 +40,15 @@ def _is_sdp(content_type: str | None) -> bool:
 def offer_security(body: bytes, content_type: str | None) -> OfferSecurity:
     """Read the SRTP intent of an offer; no SDP (or unreadable SDP) offers no SRTP."""
     if not body or not _is_sdp(content_type):
-        return OfferSecurity(srtp=False, complete=False)
+        return _PLAIN
+    # Most offers are plain RTP: without a SAVP profile no line can ask for SRTP nor be
+    # complete, so the parse (the relay parses the offer again anyway) is skipped.
+    if b"SAVP" not in body.upper():
+        return _PLAIN
     try:
         sdp = parse_sdp(body)
     except SipParseError:
-        return OfferSecurity(srtp=False, complete=False)
+        return _PLAIN
     active = [m for m in sdp.media if m.port != 0 and m.proto.upper().startswith("RTP/")]
     secure = [m for m in active if m.proto.upper() in _SECURE_PROTOS]
     keyed = [m for m in secure if m.get_attributes("crypto")]

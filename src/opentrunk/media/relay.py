@@ -446,6 +446,10 @@ class RtpRelay:
     def _free(self, call: _RelayCall) -> None:
         for side in call.sides():
             self._close_side(side)
+            # The two sides of a stream point at each other: unlinked, reference
+            # counting frees them (and their sockets, stats, peer media) now instead
+            # of leaving ~20 objects per call to the cyclic collector's next pass.
+            del side.peer
         call.streams.clear()
 
     def _close_side(self, side: RelaySide) -> None:
