@@ -70,8 +70,12 @@ class Settings:
     secret_key: str = ""
     redis_url: str = ""
     log_level: str = "info"
-    # Media (opentrunk.media): "relay" (embedded) or "rtpengine" (its ng port below).
-    media_backend: str = "relay"
+    # Media (opentrunk.media): "relay-process" (the embedded relay in a child process of
+    # its own, so the edge's work never delays a packet), "relay" (the same relay inside
+    # the serve process) or "rtpengine" (its ng port below).
+    media_backend: str = "relay-process"
+    # SCHED_FIFO priority (1-99) for the relay process; 0: normal scheduling.
+    media_realtime_priority: int = 0
     media_ports: str = "10000-20000"
     media_address: str = ""  # relay bind address; empty: the SIP listen host
     rtp_timeout: float = 60.0

@@ -7,13 +7,14 @@ import pytest
 from opentrunk.config import load_settings
 from opentrunk.media import MediaBackend, create_media_backend
 from opentrunk.media.relay import RtpRelay
+from opentrunk.media.relay_process import RelayProcess
 from opentrunk.media.rtpengine import RtpengineBackend
 
 
-def test_relay_is_the_default() -> None:
+def test_relay_process_is_the_default() -> None:
     settings = load_settings(env={"OPENTRUNK_SIP": "127.0.0.1:5070"})
     backend = create_media_backend(settings)
-    assert isinstance(backend, RtpRelay)
+    assert isinstance(backend, RelayProcess)
     assert (backend.config.port_min, backend.config.port_max) == (10000, 20000)
     assert backend.config.rtp_timeout == 60.0
     assert backend.config.sdp_address == "127.0.0.1"
@@ -22,6 +23,7 @@ def test_relay_is_the_default() -> None:
 def test_settings_from_environment() -> None:
     settings = load_settings(
         env={
+            "OPENTRUNK_MEDIA_BACKEND": "relay",
             "OPENTRUNK_MEDIA_PORTS": "30000-30100",
             "OPENTRUNK_MEDIA_ADDRESS": "0.0.0.0",
             "OPENTRUNK_ADVERTISED_ADDRESS": "203.0.113.5",
@@ -34,7 +36,9 @@ def test_settings_from_environment() -> None:
     assert relay.config.sdp_address == "203.0.113.5"
     assert relay.config.rtp_timeout == 15.0
     assert relay.pool.capacity == 50
-    wildcard = create_media_backend(load_settings(env={"OPENTRUNK_SIP": "0.0.0.0:5060"}))
+    wildcard = create_media_backend(
+        load_settings(env={"OPENTRUNK_MEDIA_BACKEND": "relay", "OPENTRUNK_SIP": "0.0.0.0:5060"})
+    )
     assert isinstance(wildcard, RtpRelay)
     assert wildcard.config.sdp_address not in ("0.0.0.0", "")
 

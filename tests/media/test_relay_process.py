@@ -145,3 +145,68 @@ def test_selected_by_configuration() -> None:
     backend = create_media_backend(settings)
     assert isinstance(backend, RelayProcess)
     assert (backend.config.port_min, backend.config.port_max) == (30000, 30100)
+
+
+def test_the_embedded_relay_runs_in_its_own_process_by_default() -> None:
+    assert isinstance(create_media_backend(load_settings(env={})), RelayProcess)
+
+
+def test_realtime_priority_setting_reaches_the_relay_process() -> None:
+    settings = load_settings(env={"OPENTRUNK_MEDIA_REALTIME_PRIORITY": "5"})
+    backend = create_media_backend(settings)
+    assert isinstance(backend, RelayProcess)
+    assert backend.config.realtime_priority == 5
+    with pytest.raises(ValueError, match="media_realtime_priority"):
+        create_media_backend(load_settings(env={"OPENTRUNK_MEDIA_REALTIME_PRIORITY": "100"}))
+
+    async def main() -> None:
+        relay = RelayProcess(
+            RelayConfig(bind_address=HOST, port_min=LOW, port_max=HIGH, realtime_priority=5)
+        )
+        await relay.start()
+        try:
+            assert relay.pid is not None
+            policy = os.sched_getscheduler(relay.pid)
+            if policy != os.SCHED_FIFO and os.geteuid() != 0:
+                pytest.skip("not permitted to raise scheduling priority (needs CAP_SYS_NICE)")
+            assert policy == os.SCHED_FIFO
+            assert os.sched_getparam(relay.pid).sched_priority == 5
+        finally:
+            await relay.close()
+
+    uvloop.run(main())
+
+
+def test_normal_scheduling_unless_asked() -> None:
+    async def main() -> None:
+        relay = RelayProcess(RelayConfig(bind_address=HOST, port_min=LOW, port_max=HIGH))
+        await relay.start()
+        try:
+            assert relay.pid is not None
+            assert os.sched_getscheduler(relay.pid) == os.SCHED_OTHER
+        finally:
+            await relay.close()
+
+    uvloop.run(main())
+
+
+def test_a_relay_process_that_dies_is_replaced() -> None:
+    async def main() -> None:
+        relay = RelayProcess(RelayConfig(bind_address=HOST, port_min=LOW, port_max=HIGH))
+        await relay.start()
+        peer = await RtpPeer().open()
+        try:
+            first = relay.pid
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            await settle(lambda: relay.pid not in (None, first))
+            await settle(lambda: relay._channel is not None)
+            body = await relay.offer("after-restart", "a", peer.sdp())  # no start() here
+            assert LOW <= sdp_port(body) <= HIGH
+        finally:
+            peer.close()
+            await relay.close()
+        assert relay.pid is None
+        assert bound_ports(LOW, HIGH) == []
+
+    uvloop.run(main())

@@ -346,12 +346,17 @@ class LegPlacer:
             # No usable Contact: the dialog cannot be held, so treat it as a bad gateway.
             attempt.abandoned = True
             return 502
-        self.edge.endpoint.send_ack(dialog.create_ack(), attempt.dest)
         if self.post_dial_delay is None:
             self.post_dial_delay = self.loop.time() - self.started
         leg = Leg(self.far_side, attempt.dest, dialog)
         self.answer_sdp = final.body
-        if not await self.prepare_answer(final):
+        usable = await self.prepare_answer(final)
+        # The ACK goes only once the answer is prepared, and `on_answer` registers the
+        # dialog before anything else can run: a far side may send BYE, re-INVITE or
+        # REFER the moment it has its ACK, and while `prepare_answer` waited (the media
+        # backend in another process) those would have met no dialog (481).
+        self.edge.endpoint.send_ack(dialog.create_ack(), attempt.dest)
+        if not usable:
             send_bye(self.edge.endpoint, leg)
             return 488
         return self.on_answer(attempt, final, leg)

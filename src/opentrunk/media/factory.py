@@ -38,12 +38,17 @@ def relay_config(settings: Settings) -> RelayConfig:
     advertised = settings.advertised_address
     if not advertised and bind in _WILDCARDS:
         advertised = _primary_address(socket.AF_INET6 if bind == "::" else socket.AF_INET)
+    if not 0 <= settings.media_realtime_priority <= 99:
+        raise ValueError(
+            f"media_realtime_priority {settings.media_realtime_priority}: use 0 (normal) to 99"
+        )
     return RelayConfig(
         bind_address=bind or "0.0.0.0",
         advertised_address=advertised,
         port_min=low,
         port_max=high,
         rtp_timeout=settings.rtp_timeout,
+        realtime_priority=settings.media_realtime_priority,
     )
 
 

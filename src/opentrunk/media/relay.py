@@ -71,6 +71,9 @@ class RelayConfig:
     port_max: int = 20000
     rtp_timeout: float = 60.0
     timeout_check_interval: float = 1.0
+    # SCHED_FIFO priority (1-99) the relay process asks for; 0 keeps normal scheduling.
+    # Only the relay in its own process applies it (never the whole serve process).
+    realtime_priority: int = 0
 
     @property
     def sdp_address(self) -> str:

@@ -7,8 +7,9 @@ slow callbacks) delays media, and the relay can be given a core or a scheduling
 priority of its own (the pid is `RelayProcess.pid`). Like rtpengine, but built
 from the same relay code and without its own configuration.
 
-If the child dies, every call fails with `MediaError` (the edge ends affected
-calls with 5270) until `start()` is called again.
+If the child dies, the calls it carried lose their media and every request fails
+with `MediaError` (the edge ends those calls with 5270) until a new child is up: one
+is started at once, and again with a growing pause while starting fails.
 """
 
 from __future__ import annotations
@@ -50,14 +51,21 @@ class RelayProcess:
         self._ids = itertools.count(1)
         self._handler: TimeoutHandler | None = None
         self._ready: asyncio.Future[None] | None = None
+        self._starting = asyncio.Lock()
+        self._stopping = False  # close() was called: an exit is expected
+        self._respawn: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
     async def start(self) -> None:
-        if self._channel is not None:
-            return
+        self._stopping = False
+        async with self._starting:
+            if self._channel is None:
+                await self._spawn()
+
+    async def _spawn(self) -> None:
         await self._reap()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -71,15 +79,19 @@ class RelayProcess:
         _, channel = await loop.connect_accepted_socket(
             lambda: FrameProtocol(self._on_message), parent
         )
-        self._channel = channel
         self._ready = loop.create_future()
         channel.closed.add_done_callback(self._on_closed)
         try:
             if not channel.send((self.config,)):
                 raise MediaError("the relay process closed its channel")
             await asyncio.wait_for(self._ready, _START_TIMEOUT)
+            # Requests go only to a child that said it is ready: until then it reads
+            # its configuration, and a request in its place would be refused.
+            self._channel = channel
         except (MediaError, TimeoutError) as exc:
-            await self.close()
+            if channel.transport is not None:
+                channel.transport.close()
+            await self._reap()
             raise MediaError(f"the relay process did not start: {exc!r}") from exc
 
     def _on_message(self, message: Message) -> None:
@@ -99,8 +111,30 @@ class RelayProcess:
         channel = self._channel
         if channel is not None and channel.closed is not closed:
             return  # an earlier child's channel; a new one serves already
+        ready = self._ready
+        was_serving = (
+            ready is not None
+            and ready.done()
+            and not ready.cancelled()
+            and ready.exception() is None
+        )
         self._channel = None
         self._fail_all(MediaError("the relay process exited"))
+        respawning = self._respawn is not None and not self._respawn.done()
+        if was_serving and not self._stopping and not respawning:
+            log.error("relay process exited unexpectedly: starting a new one")
+            self._respawn = asyncio.get_running_loop().create_task(self._start_again())
+
+    async def _start_again(self) -> None:
+        pause = 0.0
+        while not self._stopping:
+            await asyncio.sleep(pause)
+            try:
+                await self.start()
+                return
+            except MediaError as exc:
+                pause = min(max(pause * 2, 0.5), 10.0)
+                log.error("relay process restart failed (%s): retrying in %.1f s", exc, pause)
 
     def _on_event(self, value: object) -> None:
         if value is None:
@@ -134,6 +168,9 @@ class RelayProcess:
         return await future
 
     async def close(self) -> None:
+        self._stopping = True
+        if self._respawn is not None and not self._respawn.done():
+            self._respawn.cancel()
         channel, self._channel = self._channel, None
         if channel is not None and channel.transport is not None:
             channel.transport.close()  # the worker sees the end, frees every port, exits

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import os
 import signal
 import socket
 import sys
@@ -25,7 +27,9 @@ from opentrunk.media.backend import MediaError, MediaTimeout
 from opentrunk.media.relay import RelayConfig, RtpRelay
 from opentrunk.media.relay_control import EVENT_ID, FrameProtocol, Message
 
-__all__ = ["main", "serve"]
+__all__ = ["apply_realtime_priority", "main", "serve"]
+
+log = logging.getLogger(__name__)
 
 
 class _Worker:
@@ -70,6 +74,20 @@ class _Worker:
             self.channel.send((EVENT_ID, True, event))
 
 
+def apply_realtime_priority(priority: int) -> bool:
+    """Ask for SCHED_FIFO, as media servers do (rtpengine's --scheduling): a waking relay
+    then runs at once instead of waiting out another process's time slice, which is
+    what a loaded host otherwise adds to the forwarding latency (docs/media.md). Needs
+    root or CAP_SYS_NICE; without it the relay runs on at normal priority."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError) as exc:
+        log.warning("relay process: real-time priority %d refused (%s)", priority, exc)
+        return False
+    log.info("relay process: SCHED_FIFO priority %d", priority)
+    return True
+
+
 async def serve(sock: socket.socket) -> None:
     """Serve one parent over `sock` until it closes the channel."""
     loop = asyncio.get_running_loop()
@@ -80,6 +98,8 @@ async def serve(sock: socket.socket) -> None:
     if not worker.configured.done():
         return  # the parent went away before it said what to run
     config = worker.configured.result()
+    if config.realtime_priority:
+        apply_realtime_priority(config.realtime_priority)
     relay = RtpRelay(config)
     relay.set_timeout_handler(worker.on_timeout)
     await relay.start()
