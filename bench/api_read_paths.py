@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -44,6 +45,15 @@ CONCURRENT = 32
 @contextmanager
 def fresh_store(database_url: str) -> Iterator[Store]:
     data_dir = tempfile.mkdtemp(prefix="opentrunk-reads-")
+    try:
+        with _store_in(data_dir, database_url) as store:
+            yield store
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def _store_in(data_dir: str, database_url: str) -> Iterator[Store]:
     if not database_url:
         store = Store.open(Settings(data_dir=data_dir))
         try:

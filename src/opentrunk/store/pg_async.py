@@ -10,6 +10,11 @@ the event loop itself. Connections run in autocommit mode, so a read is one roun
 The connections belong to the event loop that opened them (tests run several loops in
 one process): `LoopConnections.for_loop` keeps one small set per loop. A connection whose
 read failed or was cancelled is closed, not reused; the next read opens a new one.
+
+Each connection keeps one cursor for all its reads: `AsyncConnection.execute` builds a
+new cursor per call, which measured ~20-30 us of CPU per read under 32 concurrent reads
+(bench/api_read_paths.py, docs/perf-api.md); reusing it brought the read level with
+asyncpg without a second driver.
 """
 
 from __future__ import annotations
@@ -31,19 +36,19 @@ class LoopConnections:
     def __init__(self, connect: Callable[[], Any], size: int = CONNECTIONS_PER_LOOP) -> None:
         self._connect = connect  # returns an awaitable of a psycopg.AsyncConnection
         self._slots = asyncio.Semaphore(size)
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._idle: list[psycopg.AsyncCursor[Any]] = []  # one cursor per idle connection
         self._all: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
 
     async def fetch_one(self, sql: str, params: Any) -> tuple[Any, ...] | None:
         async with self._slots:
-            conn = self._idle.pop() if self._idle else await self._open()
+            cursor = self._idle.pop() if self._idle else (await self._open()).cursor()
             try:
-                cursor = await conn.execute(sql, params)
+                await cursor.execute(sql, params)
                 row = await cursor.fetchone()
             except BaseException:
-                self._discard(conn)
+                self._discard(cursor.connection)
                 raise
-            self._idle.append(conn)
+            self._idle.append(cursor)
         return None if row is None else tuple(row)
 
     async def _open(self) -> psycopg.AsyncConnection[Any]:
