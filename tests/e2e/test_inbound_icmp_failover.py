@@ -38,18 +38,12 @@ def inbound_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProce
     """An edge that gives a silent origination URI a full minute (so that only a
     transport error can fail over within the carrier's 20 s)."""
     sipp_binary()
-    process = EdgeProcess(
-        tmp_path_factory.mktemp("icmp-edge"),
-        env={
-            "OPENTRUNK_ORIGINATION_PROVISIONAL_TIMEOUT": "60",
-            "OPENTRUNK_ORIGINATION_TIMEOUT": "60",
-        },
-    )
-    process.start()
-    try:
+    patient = {
+        "OPENTRUNK_ORIGINATION_PROVISIONAL_TIMEOUT": "60",
+        "OPENTRUNK_ORIGINATION_TIMEOUT": "60",
+    }
+    with EdgeProcess(tmp_path_factory.mktemp("icmp-edge"), env=patient) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_primary_udp_port_closed_fails_over_to_fallback(
