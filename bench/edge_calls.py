@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -87,10 +89,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (None once it is gone)."""
+def cpu_seconds(pid: int, task: int | None = None) -> float | None:
+    """User + system CPU time of a process (or of one of its threads, `task`) so far
+    (None once it is gone)."""
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -111,28 +115,34 @@ def tree_cpu_seconds(pid: int) -> float | None:
 
 class CpuMeter:
     """Samples the CPU time of some processes every 0.2 s until stopped (a process that
-    exits keeps its last sample)."""
+    exits keeps its last sample). The first process is the edge: its RSS is followed,
+    and its main thread (the event loop, which all SIP work shares) is sampled on its
+    own as "edge-loop": the edge's ceiling is that thread reaching 100% of a core."""
 
     def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.first = {name: tree_cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+        edge = next(iter(pids.values()))
+        self.sources: dict[str, Callable[[], float | None]] = {
+            name: functools.partial(tree_cpu_seconds, pid) for name, pid in pids.items()
+        }
+        self.sources["edge-loop"] = functools.partial(cpu_seconds, edge, edge)
+        self.first = {name: read() or 0.0 for name, read in self.sources.items()}
         self.last = dict(self.first)
         self.started = time.monotonic()
         self.elapsed = 0.0
-        # The highest RSS of the first process (the edge) while sampling, KiB.
-        self.peak_rss = rss_kib(next(iter(pids.values())))
+        self.edge = edge
+        self.peak_rss = rss_kib(edge)  # KiB, while sampling
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            for name, pid in self.pids.items():
-                value = tree_cpu_seconds(pid)
+            for name, read in self.sources.items():
+                value = read()
                 if value is not None:
                     self.last[name] = max(self.last[name], value)
             with contextlib.suppress(OSError):
-                self.peak_rss = max(self.peak_rss, rss_kib(next(iter(self.pids.values()))))
+                self.peak_rss = max(self.peak_rss, rss_kib(self.edge))
             self.elapsed = time.monotonic() - self.started
 
     def used(self, name: str) -> float:
@@ -144,7 +154,8 @@ class CpuMeter:
         self._thread.join()
         wall = max(self.elapsed, 1e-6)
         return ", ".join(
-            f"{name} {100 * (self.last[name] - self.first[name]) / wall:.0f}%" for name in self.pids
+            f"{name} {100 * (self.last[name] - self.first[name]) / wall:.0f}%"
+            for name in self.sources
         )
 
 
@@ -212,10 +223,12 @@ def run_rate(edge: EdgeProcess, work: Path, rate: float, duration: float, hold_m
     p99 = sorted(rtts)[max(0, int(len(rtts) * 0.99) - 1)] if rtts else float("nan")
     ratio = failed / max(1, ok + failed)
     per_call = 1000 * meter.used("edge") / max(1, ok + failed)
+    loop_per_call = 1000 * meter.used("edge-loop") / max(1, ok + failed)
     print(
         f"rate {rate:6.1f}/s x {duration:.0f}s: {ok + failed} calls in {elapsed:.1f}s, "
         f"{ok} ok, {failed} failed ({ratio:.3%}); setup p50 {p50:.1f} ms p99 {p99:.1f} ms; "
-        f"CPU {cpu}, edge {per_call:.2f} ms per call; edge RSS peak {meter.peak_rss // 1024} MiB; "
+        f"CPU {cpu}, edge {per_call:.2f} ms per call ({loop_per_call:.2f} in its event loop); "
+        f"edge RSS peak {meter.peak_rss // 1024} MiB; "
         f"load {load_before:.2f} -> {load_after:.2f}",
         flush=True,
     )
@@ -234,8 +247,12 @@ def _probe_summary(path: Path, since: float) -> str:
     freed = [0, 0, 0]
     runs = [0, 0, 0]
     longest = 0.0
-    objects = calls = 0
+    objects = calls = frozen = 0
+    types = ""
     for line in path.read_text().splitlines():
+        if line.startswith("# types "):
+            types = line  # the last snapshot (OPENTRUNK_PROBE_TYPES=1)
+            continue
         stamp, *fields = line.split()
         if float(stamp) - 1.0 < since:
             continue  # (a line covers the second before its stamp)
@@ -249,6 +266,7 @@ def _probe_summary(path: Path, since: float) -> str:
             runs[i] += int(count)
         longest = max(longest, float(values["gc_max_ms"]))
         objects = int(values["objects"])
+        frozen = int(values.get("frozen", 0))
         calls = int(values.get("calls", 0))
     if not lags:
         return "    probe: no samples"
@@ -259,7 +277,8 @@ def _probe_summary(path: Path, since: float) -> str:
         f"ms per second gen0 {gc_ms[0] / seconds:.0f}, gen1 {gc_ms[1] / seconds:.0f}, "
         f"gen2 {gc_ms[2] / seconds:.0f}, longest {longest:.0f} ms; cyclic garbage found per "
         f"second {'/'.join(f'{n / seconds:.0f}' for n in freed)}; "
-        f"{objects} tracked objects and {calls} call objects at the end"
+        f"{objects} tracked objects ({frozen} of them frozen) and {calls} call objects "
+        "at the end" + (f"\n    probe: {types[2:]}" if types else "")
     )
 
 

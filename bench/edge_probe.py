@@ -14,7 +14,8 @@ packet); the collections are counted and timed with `gc.callbacks`, and `gc_free
 counts the objects they found unreachable (cyclic garbage). Diagnostics only.
 
 `OPENTRUNK_PROBE_GC=young,middle,old` replaces the thresholds of `edge/gc_policy.py` (the
-heap is frozen all the same), to compare policies under the same load.
+heap is frozen all the same), and `OPENTRUNK_PROBE_FREEZE=off` turns its rolling freeze
+off, to compare policies under the same load. `frozen` is `gc.get_freeze_count()`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _on_gc(phase: str, info: dict[str, int]) -> None:
 async def _probe(path: str) -> None:
     loop = asyncio.get_running_loop()
     worst, since = 0.0, time.monotonic()
-    counted = objects = calls = 0
+    counted = objects = calls = frozen = 0
     with open(path, "a") as out:
         while True:
             asked = loop.time()
@@ -65,18 +66,32 @@ async def _probe(path: str) -> None:
                     # A walk of every tracked object: costly, hence not every second.
                     tracked = gc.get_objects()
                     objects = len(tracked)
+                    frozen = gc.get_freeze_count()  # a walk too
                     calls = sum(1 for o in tracked if isinstance(o, BridgedCall))
+                    if os.environ.get("OPENTRUNK_PROBE_TYPES"):
+                        _write_types(out, tracked)
                     del tracked  # held on, it would keep every object alive a while
                 out.write(
                     f"{time.time():.1f} lag_ms={1000 * worst:.0f} gc_ms={g0},{g1},{g2} "
                     f"gc_runs={','.join(str(n) for n in _state['runs'])} "
                     f"gc_freed={','.join(str(n) for n in _state['n'])} "
                     f"gc_max_ms={1000 * _state['max']:.0f} objects={objects} calls={calls} "
+                    f"frozen={frozen} "
                     f"gc_threshold={'/'.join(str(t) for t in gc.get_threshold())}\n"
                 )
                 out.flush()
                 _state.update(t=[0.0, 0.0, 0.0], n=[0, 0, 0], runs=[0, 0, 0], max=0.0)
                 worst, since = 0.0, time.monotonic()
+
+
+def _write_types(out: Any, tracked: list[object]) -> None:
+    """The most numerous tracked types (OPENTRUNK_PROBE_TYPES=1): what the heap holds."""
+    counts: dict[str, int] = {}
+    for o in tracked:
+        name = type(o).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:20]
+    out.write("# types " + " ".join(f"{n}={c}" for n, c in top) + "\n")
 
 
 # Objects and calls are counted every this many seconds (the lines in between repeat them).
@@ -99,8 +114,15 @@ def _serving_policy_from_env() -> None:
 _apply_policy = gc_policy.apply_serving_policy
 
 
+class _NoRollingFreeze(gc_policy.RollingFreeze):
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
 def main() -> None:
     gc.callbacks.append(_on_gc)
+    if os.environ.get("OPENTRUNK_PROBE_FREEZE") == "off":
+        setattr(server, "RollingFreeze", _NoRollingFreeze)  # noqa: B010
     if os.environ.get("OPENTRUNK_PROBE_GC"):
         # run_edge and run_serve call the names they imported.
         from opentrunk.cli import serve

@@ -41,7 +41,7 @@ from opentrunk.domain.limits import CallAdmission, LimitStore, MemoryLimitStore,
 from opentrunk.edge.auth import TrunkAuthenticator
 from opentrunk.edge.b2bua import CallRegistry, dispatch_in_dialog, hang_up
 from opentrunk.edge.config import EdgeConfig, trunk_id_of_host
-from opentrunk.edge.gc_policy import apply_serving_policy
+from opentrunk.edge.gc_policy import RollingFreeze, apply_serving_policy
 from opentrunk.edge.inbound import InboundCall
 from opentrunk.edge.keepalive import OptionsLimiter
 from opentrunk.edge.lockout import SourceLockout
@@ -278,12 +278,15 @@ async def run_edge(settings: Settings, store: Store) -> None:
 
     edge = SipEdge(settings, store)
     await edge.start()
-    # Startup is done: freeze its heap, tune the collector for serving (gc_policy).
+    # Startup is done: freeze its heap, tune the collector for serving, and keep live
+    # call state out of its scans from now on (gc_policy).
     apply_serving_policy()
+    freezer = asyncio.create_task(RollingFreeze().run(), name="gc-rolling-freeze")
     for name, transport in edge.endpoint.transports.items():
         local = transport.local_address
         announce(f"SIP edge on {name} {local.host}:{local.port}")
     try:
         await asyncio.Event().wait()
     finally:
+        freezer.cancel()
         await edge.stop()
