@@ -11,6 +11,15 @@ trunk, the called account's CPS and concurrent calls, 4310/4320, primary then fa
 URI), and the PBX leg is placed by `inbound.deliver_to_pbx` with the outbound call as
 its placer, so the calling PBX hears the called PBX's ringing and answer directly.
 
+Secure trunks (CALLS.md "Media", issue 6): the called PBX is reached the way a
+carrier's call to its trunk would reach it. A number on a `secure` inbound trunk gets
+its INVITE over TLS (the name in its origination URI verified, RFC 5922) with an SDES
+SRTP offer, whatever the calling trunk is; a plain-RTP answer ends the call 4640 and an
+edge without a TLS listener refuses it 4110. `called_trunk_secure` reads the flag
+before the media is anchored, `on_net_srtp_sides` says which of the call's two media
+legs speak SRTP (the calling PBX's when its own trunk is secure, the called PBX's when
+its trunk is), and the inbound record says TLS and SRTP as an inbound call's would.
+
 Two records, each from its own point of view: the outbound one (rate 0: no carrier
 carried it) ends like an outbound call whose "carrier" is the called PBX (its failure
 status through `attempts_outcome`); the inbound one ends like an inbound call whose
@@ -25,7 +34,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from opentrunk.domain.hangup_codes import CallEnd, Side, bye_from
+from opentrunk.domain.hangup_codes import CallEnd, Side, bye_from, refusal
 from opentrunk.domain.numbers import country_of
 from opentrunk.edge.bridge import record_digits, utcnow
 from opentrunk.edge.logs import event
@@ -39,6 +48,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FROM_CARRIER = "on-net"  # Insights `from.carrier` of the inbound record
+
+
+async def called_trunk_secure(edge: SipEdge, route: InboundRoute) -> bool:
+    """Whether the number's inbound trunk is `secure` (TLS and SRTP to its PBX)."""
+    if route.trunk_id is None:
+        return False
+    trunk = await edge.config.trunk(route.trunk_id)
+    return trunk is not None and trunk.secure
+
+
+def on_net_srtp_sides(calling_secure: bool, called_secure: bool) -> frozenset[Side]:
+    """The sides of an on-net call whose media is SRTP. The outbound call's own terms
+    apply: the calling PBX is its customer side, the called PBX its far (carrier) side."""
+    sides: set[Side] = set()
+    if calling_secure:
+        sides.add(Side.CUSTOMER)
+    if called_secure:
+        sides.add(Side.CARRIER)
+    return frozenset(sides)
+
+
+def secure_refusal(edge: SipEdge, called_secure: bool) -> CallEnd | None:
+    """4110 when the called trunk is secure and the edge has no TLS listener to reach
+    its PBX with (as for a carrier's call to that trunk); else None."""
+    if called_secure and "tls" not in edge.endpoint.transports:
+        return refusal(4110, "secure trunk but the edge has no TLS")
+    return None
 
 
 def mirrored(end: CallEnd) -> CallEnd:
@@ -55,7 +91,14 @@ class OnNetRecord:
     """The inbound record of an on-net call, opened once and closed once."""
 
     def __init__(
-        self, edge: SipEdge, route: InboundRoute, caller: str, called: str, transport: str
+        self,
+        edge: SipEdge,
+        route: InboundRoute,
+        caller: str,
+        called: str,
+        transport: str,
+        *,
+        secure: bool = False,
     ) -> None:
         self.edge = edge
         self.route = route
@@ -80,7 +123,11 @@ class OnNetRecord:
                 trunk_domain=route.trunk_domain,
                 from_country=country_of(caller_digits) if caller_digits.isdigit() else None,
                 to_country=country_of(called_digits),
-                transport_protocol=transport,
+                # A secure trunk's PBX is reached over TLS with SRTP (or not at all), as
+                # the inbound record of a carrier's call says.
+                transport_protocol="tls" if secure else transport,
+                secure_trunking=secure,
+                srtp=secure,
             )
         )
         edge.metrics.call_started()

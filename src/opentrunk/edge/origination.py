@@ -7,7 +7,9 @@ Forms (API.md "Origination URI"): `192.0.2.10`, `192.0.2.10:5060`, `pbx.example.
 `OriginationTarget`; `locate_target` finds the address per RFC 3263 (an IP literal is
 used as it is; a name with a port is looked up by A/AAAA; a name with a transport but no
 port by SRV, then A/AAAA; a bare name by NAPTR, SRV, A/AAAA), keeping only targets over a
-transport the edge listens on.
+transport the edge listens on. Over TLS to a name the address is a
+`transport.tls.NamedAddress`: the connection sends that name as SNI and verifies the
+PBX's certificate against it (RFC 5922); an IP literal is verified as an IP address.
 
 The user part of the `sip:user@host` form is not put in the Request-URI: the edge always
 sends the called number there (issue 5, "Delivery"); the form is accepted because PBXes
@@ -72,5 +74,7 @@ async def locate_target(
         return None
     for server in found:
         if server.transport in transports:
-            return Address(server.transport, server.host, server.port)
+            # Over TLS to a name, the address carries the name: the PBX's certificate is
+            # verified against the domain the customer configured (RFC 5922), not the IP.
+            return server.address()
     return None

@@ -1,8 +1,9 @@
 """Locating SIP servers (RFC 3263): NAPTR, SRV and A/AAAA lookups with a TTL cache.
 
 `SipLocator.locate(host, port=..., transport=..., secure=...)` turns the host part of a
-SIP/SIPS URI into an ordered list of `ServerTarget` (transport, IP, port) to try in turn
-(RFC 3263 section 4.3: on a transport error or timeout, the next target).
+SIP/SIPS URI into an ordered list of `ServerTarget` (transport, IP, port, and the domain
+a TLS server must prove) to try in turn (RFC 3263 section 4.3: on a transport error or
+timeout, the next target); `ServerTarget.address()` is what the transports send to.
 
 The rules, in the order RFC 3263 section 4 applies them:
 
@@ -36,7 +37,9 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from opentrunk.sip.transaction import Address
 from opentrunk.transport.base import DEFAULT_PORTS
+from opentrunk.transport.tls import NamedAddress
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -67,6 +70,13 @@ class ServerTarget(NamedTuple):
     host: str
     port: int
     server_name: str
+
+    def address(self) -> Address:
+        """Where the transport sends: over TLS to a name, a `NamedAddress` carrying the
+        name to verify; otherwise (an IP literal, UDP, TCP) the plain address."""
+        if self.transport == "tls" and self.server_name != self.host:
+            return NamedAddress(self.transport, self.host, self.port, self.server_name)
+        return Address(self.transport, self.host, self.port)
 
 
 class AsyncResolver(Protocol):

@@ -1,18 +1,25 @@
 """SIP over TCP and TLS (RFC 3261 section 18): framed streams with connection reuse.
 
 `StreamTransport` listens for connections and opens them on demand. Connections are kept in
-a table keyed by the peer's (IP, port): a response goes back on the connection its request
-came in on (the request's source address is that connection's key), and a request to a
-peer reuses an open connection to that address. Each connection frames its byte stream with
-`StreamFramer` (partial and pipelined messages, RFC 5626 CRLF keep-alives answered with a
-CRLF pong), and is closed when:
+a table keyed by the peer's (IP, port, name): a response goes back on the connection its
+request came in on (the request's source address is that connection's key), and a request
+to a peer reuses an open connection to that address. Every connection is under the key
+with name "" (any connection to that IP:port, RFC 3261 section 18); an outgoing TLS
+connection opened for a `NamedAddress` is also under that name, the one its certificate
+was verified for. A request to a name uses only a connection verified for that name:
+another name on the same IP:port (two PBXes behind one address, a changed DNS answer)
+gets its own connection and its own check (RFC 5922 section 7). Each connection frames
+its byte stream with `StreamFramer` (partial and pipelined messages, RFC 5626 CRLF
+keep-alives answered with a CRLF pong), and is closed when:
 - it has been idle longer than `idle_timeout` (checked by one sweeper task, not a timer
   per connection);
 - its framing is lost (bad/negative/conflicting Content-Length, message over
   `max_message_size`), after answering the offending request when its head allows;
 - the peer stops reading and our unsent data passes `max_write_buffer`.
 Incoming connections over `max_connections` are refused (closed at once) and counted.
-TLS is the same class with `ssl` contexts (see `opentrunk.transport.tls`).
+TLS is the same class with `ssl` contexts (see `opentrunk.transport.tls`): an outgoing
+connection sends the destination's name as SNI and checks the certificate against it, or
+against the IP address when the destination is a plain `Address`.
 """
 
 from __future__ import annotations
@@ -33,8 +40,14 @@ from opentrunk.transport.base import (
 )
 from opentrunk.transport.framing import DEFAULT_MAX_MESSAGE_SIZE, FramingError, StreamFramer
 from opentrunk.transport.ingress import Ingress
+from opentrunk.transport.tls import client_context, server_name_of, wildcard_only
 
-PeerKey = tuple[str, int]
+# (IP, port, the name the peer's certificate was verified for; "" for any connection).
+PeerKey = tuple[str, int, str]
+
+
+def key_of(dest: Address) -> PeerKey:
+    return (dest.host, dest.port, server_name_of(dest))
 
 
 class StreamConnection(asyncio.Protocol):
@@ -48,7 +61,7 @@ class StreamConnection(asyncio.Protocol):
         self.peer: Address | None = None
         self.last_activity = 0.0
         self.closing = False
-        # Table keys this connection is registered under (peer name, dialled address).
+        # Table keys this connection is registered under (peer address, dialled name).
         self.keys: list[PeerKey] = []
         self.counted = False  # opened and not yet counted as closed
 
@@ -68,7 +81,7 @@ class StreamConnection(asyncio.Protocol):
             return
         owner.stats.connections_opened += 1
         self.counted = True
-        owner.register(self, (self.peer.host, self.peer.port))
+        owner.register(self, (self.peer.host, self.peer.port, ""))
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.peer is None:
@@ -171,7 +184,7 @@ class StreamTransport(Transport):
         if name not in ("tcp", "tls"):
             raise ValueError(f"stream transport name must be tcp or tls, not {name!r}")
         if name == "tls" and client_ssl is None:
-            client_ssl = ssl.create_default_context()
+            client_ssl = client_context()
         self.name = name
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
@@ -182,8 +195,6 @@ class StreamTransport(Transport):
         self.max_connections = max_connections
         self.ingress = Ingress(self)
         self.connections: dict[PeerKey, StreamConnection] = {}
-        # TLS server names to verify/indicate per destination, when it is not the IP itself.
-        self.server_names: dict[PeerKey, str] = {}
         self._pending: dict[PeerKey, list[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -236,12 +247,12 @@ class StreamTransport(Transport):
         connection.keys.append(key)
 
     def has_connection(self, dest: Address) -> bool:
-        connection = self.connections.get((dest.host, dest.port))
+        connection = self.connections.get(key_of(dest))
         return connection is not None and not connection.closing
 
     def send(self, message: Message | bytes, dest: Address) -> None:
         data = message if isinstance(message, bytes) else message.to_bytes()
-        key = (dest.host, dest.port)
+        key = key_of(dest)
         connection = self.connections.get(key)
         if connection is not None and not connection.closing:
             if not connection.write(data):
@@ -262,9 +273,12 @@ class StreamTransport(Transport):
 
     async def _connect(self, dest: Address) -> None:
         assert self._loop is not None
-        key = (dest.host, dest.port)
+        key = key_of(dest)
         ssl_context = self.client_ssl if self.name == "tls" else None
-        server_hostname = self.server_names.get(key, dest.host) if ssl_context else None
+        # SNI and the identity the certificate must carry: the SIP domain when the
+        # destination came from a name, else the IP (Python sends no SNI for an IP and
+        # matches it against subjectAltName IP entries).
+        server_hostname = (key[2] or dest.host) if ssl_context else None
         try:
             _, protocol = await asyncio.wait_for(
                 self._loop.create_connection(
@@ -277,15 +291,28 @@ class StreamTransport(Transport):
                 self.connect_timeout,
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
-            for _ in self._pending.pop(key, ()):
-                self._send_failed(dest, exc)
+            self._fail_pending(key, dest, exc)
             return
-        # Register under the address we dialled too (normally the same as the peer name).
+        if key[2] and protocol.transport is not None:
+            peercert = protocol.transport.get_extra_info("peercert") or {}
+            if wildcard_only(peercert, key[2]):
+                protocol.abort()
+                refusal = ssl.SSLCertVerificationError(
+                    f"certificate names {key[2]!r} only through a wildcard (RFC 5922 7.2)"
+                )
+                self._fail_pending(key, dest, refusal)
+                return
+        # Register under the address and name we dialled too (the name this connection's
+        # certificate was verified for).
         if not protocol.closing and key not in self.connections:
             self.register(protocol, key)
         for data in self._pending.pop(key, ()):
             if not protocol.write(data):
                 self._send_failed(dest, ConnectionError("connection closed while sending"))
+
+    def _fail_pending(self, key: PeerKey, dest: Address, exc: Exception) -> None:
+        for _ in self._pending.pop(key, ()):
+            self._send_failed(dest, exc)
 
     async def _sweep_idle(self) -> None:
         interval = max(0.02, min(self.idle_timeout / 4, 5.0))

@@ -1,9 +1,18 @@
-"""TLS for SIP (RFC 3261 section 26.2, port 5061): SSL contexts and a development certificate.
+"""TLS for SIP (RFC 3261 section 26.2, port 5061): SSL contexts, the name a TLS peer must
+prove, and a development certificate.
 
 The TLS transport is the TCP transport (`opentrunk.transport.tcp`) with an `ssl.SSLContext`
 on its listener and outgoing connections; this module builds those contexts and generates a
 self-signed certificate for development and tests (`generate_dev_certificate`). Production
 operators supply their own certificate and key files (settings `tls_cert`, `tls_key`).
+
+Whom a TLS client checks (RFC 5922 section 7, RFC 6125): a server found from a SIP URI
+naming a domain must present that domain as a subjectAltName DNS entry, whatever IP
+address or SRV target DNS led to; a server addressed by IP literal must present that
+address as a subjectAltName IP entry. A `NamedAddress` is the destination of the first
+kind: the IP to connect to plus the domain to send as SNI and verify; a plain `Address`
+is verified against its IP. OpenSSL's check does the matching; `wildcard_only` then
+refuses a domain matched only by a wildcard entry (RFC 5922 section 7.2).
 """
 
 from __future__ import annotations
@@ -14,11 +23,78 @@ import os
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from opentrunk.sip.transaction import Address
+
+
+class NamedAddress(Address):
+    """A TLS destination: the IP address and port to connect to, plus `server_name`, the
+    SIP domain the server's certificate must name (and the SNI the client sends).
+
+    Two destinations on one IP:port for different names are different destinations (they
+    compare and hash unequal, and never share a connection), so a transport failure of
+    one name fails only that name's transactions. `_replace` drops the name (its copy
+    falls back to the class default, "": verify against the IP).
+    """
+
+    server_name: str = ""
+
+    def __new__(cls, transport: str, host: str, port: int, server_name: str) -> NamedAddress:
+        address = super().__new__(cls, transport, host, port)
+        address.server_name = server_name
+        return address
+
+    def __getnewargs__(self) -> tuple[str, str, int, str]:
+        return (self.transport, self.host, self.port, self.server_name)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple.__eq__(self, other) is True and server_name_of(other) == self.server_name
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((self.transport, self.host, self.port, self.server_name))
+
+    def __repr__(self) -> str:
+        return (
+            f"NamedAddress(transport={self.transport!r}, host={self.host!r}, "
+            f"port={self.port}, server_name={self.server_name!r})"
+        )
+
+
+def server_name_of(dest: object) -> str:
+    """The name a TLS peer at `dest` must prove; "" when it is to prove its IP address."""
+    return dest.server_name if isinstance(dest, NamedAddress) else ""
+
+
+def wildcard_only(peercert: dict[str, Any], server_name: str) -> bool:
+    """Whether a certificate OpenSSL accepted for `server_name` names it only through a
+    wildcard, which RFC 5922 section 7.2 forbids for a SIP domain (OpenSSL's hostname
+    check allows them and has no public switch in Python's ssl module).
+
+    The names looked at are those OpenSSL matched: subjectAltName DNS entries, or the
+    subject's common name when there are none (RFC 5922 section 7.1). An empty
+    `peercert` (verification turned off) is never refused here.
+    """
+    if not peercert:
+        return False
+    names = [value for kind, value in peercert.get("subjectAltName", ()) if kind == "DNS"]
+    if not names:
+        names = [
+            value
+            for rdn in peercert.get("subject", ())
+            for key, value in rdn
+            if key == "commonName"
+        ]
+    wanted = server_name.rstrip(".").lower()
+    return not any(str(name).rstrip(".").lower() == wanted for name in names)
 
 
 def _subject_alt_names(hostnames: Sequence[str]) -> list[x509.GeneralName]:
@@ -105,7 +181,8 @@ def server_context(
 def client_context(
     cafile: str | os.PathLike[str] | None = None, *, verify: bool = True
 ) -> ssl.SSLContext:
-    """A TLS client context trusting `cafile` (or the system store when None).
+    """A TLS client context trusting `cafile` (or the system store when None; OpenSSL
+    honours SSL_CERT_FILE / SSL_CERT_DIR there), checking the peer's name or address.
 
     `verify=False` turns off certificate and hostname checks; only for labs and tests.
     """
