@@ -359,7 +359,7 @@ def run_memory(edge: EdgeProcess, work: Path, concurrent: int, rate: float) -> N
     peak_rss = before
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        text = api.http.get("/metrics").text
+        text = api.metrics_text()
         for line in text.splitlines():
             if line.startswith("opentrunk_active_calls "):
                 peak_active = max(peak_active, float(line.split()[1]))

@@ -31,6 +31,7 @@ import cProfile
 import gc
 import heapq
 import itertools
+import os
 import pstats
 import re
 import time
@@ -333,6 +334,8 @@ def main() -> None:
         one_run(args.calls, args.rate)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+        if os.environ.get("OPENTRUNK_PROFILE_DUMP"):
+            profiler.dump_stats(os.environ["OPENTRUNK_PROFILE_DUMP"])
         return
     best: Run | None = None
     for _ in range(args.runs):

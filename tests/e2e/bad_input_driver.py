@@ -48,7 +48,7 @@ def invite(domain: str, user: str, caller: str, n: int) -> bytes:
 
 
 def metric(api: Api, name: str) -> float:
-    text = api.http.get("/metrics").text
+    text = api.metrics_text()
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):

@@ -241,13 +241,29 @@ class Account:
         return objects
 
 
+def metrics_text(http_port: int) -> str:
+    """The edge's `/metrics`, read as the operator does (the admin token: the figures
+    are not served to anyone else)."""
+    r = httpx.get(
+        f"http://127.0.0.1:{http_port}/metrics",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=5,
+    )
+    assert r.status_code == 200, r.text
+    return r.text
+
+
 class Api:
     def __init__(self, port: int) -> None:
+        self.port = port
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     def close(self) -> None:
         self.http.close()
+
+    def metrics_text(self) -> str:
+        return metrics_text(self.port)
 
     def __enter__(self) -> Api:
         return self

@@ -17,11 +17,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvloop
 
-from e2e.harness import Account, Api, EdgeProcess, free_port
+from e2e.harness import Account, Api, EdgeProcess, free_port, metrics_text
 from e2e.media_peers import Carrier, Pbx, SipSocket, close_all, hang_up
 from e2e.media_traffic import Impairment, RtcpResponder, Stream, send_stream
 from media.peers import RtpPeer, sdp_crypto_key, sdp_port, srtp_session
@@ -372,7 +371,7 @@ def test_tls_srtp_customer_to_plain_rtp_carrier(media_edge: EdgeProcess, media_a
     assert record["hangup_cause_code"] == "3010"
     assert record["transport_protocol"] == "tls"
     assert record["srtp"] is True and record["secure_trunking"] is True
-    metrics = httpx.get(f"http://{HOST}:{media_edge.http_port}/metrics", timeout=5).text
+    metrics = metrics_text(media_edge.http_port)
     failures = [
         line
         for line in metrics.splitlines()

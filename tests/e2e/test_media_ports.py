@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from e2e import scenarios
@@ -24,6 +23,7 @@ from e2e.harness import (
     Sipp,
     carrier_args,
     describe,
+    metrics_text,
     pbx_args,
     sipp_group,
     unique_number,
@@ -144,7 +144,7 @@ def _codes(account: Account, destination: str) -> Counter[str]:
 
 
 def _active_calls(edge: EdgeProcess) -> float:
-    text = httpx.get(f"http://127.0.0.1:{edge.http_port}/metrics", timeout=5).text
+    text = metrics_text(edge.http_port)
     for line in text.splitlines():
         if line.startswith("opentrunk_active_calls "):
             return float(line.split()[1])

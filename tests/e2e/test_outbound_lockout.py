@@ -32,7 +32,7 @@ USER, PASSWORD = "pbxlockout1", "Corr3ct!staple9"
 
 
 def metric(api: Api, name: str) -> float:
-    text = api.http.get("/metrics").text
+    text = api.metrics_text()
     found = re.search(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE)
     assert found is not None, f"{name} not in /metrics"
     return float(found.group(1))

@@ -120,7 +120,9 @@ def test_label_escaping() -> None:
 
 
 def test_metrics_route(store: Store) -> None:
-    client = TestClient(create_app(Settings(sip_domain=store.sip_domain), store))
+    client = TestClient(
+        create_app(Settings(sip_domain=store.sip_domain), store), client=("127.0.0.1", 40000)
+    )
     set_current(None)
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -137,3 +139,26 @@ def test_metrics_route(store: Store) -> None:
     assert samples["opentrunk_active_calls"] == 1
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
     assert render_current(metrics).startswith("# HELP opentrunk_edge_up")
+
+
+def test_metrics_served_to_loopback_only_without_an_admin_token(store: Store) -> None:
+    app = create_app(Settings(sip_domain=store.sip_domain), store)
+    for host in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        assert TestClient(app, client=(host, 40000)).get("/metrics").status_code == 200, host
+    for host in ("192.0.2.7", "2001:db8::7", "::ffff:192.0.2.7", "testclient"):
+        response = TestClient(app, client=(host, 40000)).get("/metrics")
+        assert response.status_code == 403, host
+        assert "OPENTRUNK_ADMIN_TOKEN" in response.json()["error"]
+
+
+def test_metrics_need_the_admin_token_when_one_is_set(store: Store) -> None:
+    token = "metrics-operator-token-0123456789"
+    app = create_app(Settings(sip_domain=store.sip_domain, admin_token=token), store)
+    # With a token, even loopback must send it: a local proxy would otherwise expose it.
+    local = TestClient(app, client=("127.0.0.1", 40000))
+    assert local.get("/metrics").status_code == 401
+    assert local.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    remote = TestClient(app, client=("192.0.2.7", 40000))
+    answered = remote.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert answered.status_code == 200
+    assert "opentrunk_edge_up" in answered.text

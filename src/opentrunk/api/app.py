@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from opentrunk import __version__
+from opentrunk.api.auth import metrics_reader
 from opentrunk.api.errors import install_error_handlers
 from opentrunk.api.middleware import ApiMiddleware
 from opentrunk.api.openapi import install_openapi
@@ -34,7 +35,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
     async def metrics() -> PlainTextResponse:
         # The SIP edge's figures in Prometheus format (opentrunk.edge.metrics).
         figures = render_current(getattr(app.state, "edge_metrics", None))

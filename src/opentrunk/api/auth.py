@@ -1,11 +1,12 @@
-"""Request authentication: HTTP Basic for customers (plus the per-account rate limit) and
-a bearer operator token for the admin API."""
+"""Request authentication: HTTP Basic for customers (plus the per-account rate limit), a
+bearer operator token for the admin API, and who may read `/metrics`."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -99,6 +100,40 @@ async def operator(request: Request) -> Store:
             "the admin API is disabled: no admin token is configured "
             "(set OPENTRUNK_ADMIN_TOKEN or serve --admin-token)",
         )
+    _check_bearer(request, expected)
+    store: Store = request.app.state.store
+    return store
+
+
+async def metrics_reader(request: Request) -> None:
+    """Dependency of `/metrics`. The API port faces customers, and the edge's figures
+    (calls by outcome, active calls, failed logins) are the operator's business: with an
+    admin token configured, the scrape must send it (Prometheus: `authorization`
+    credentials); without one, only clients on loopback are answered (a local agent)."""
+    expected: str = request.app.state.admin_token
+    if expected:
+        _check_bearer(request, expected)
+        return
+    host = request.client.host if request.client is not None else ""
+    if not _is_loopback(host):
+        raise ApiError(
+            403,
+            "/metrics is served on loopback only while no admin token is configured; "
+            "set OPENTRUNK_ADMIN_TOKEN and scrape with Authorization: Bearer <admin token>",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False  # a test client's name, a Unix socket: not a loopback address
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback
+
+
+def _check_bearer(request: Request, expected: str) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -109,5 +144,3 @@ async def operator(request: Request) -> Store:
             "operator authentication failed: send Authorization: Bearer <admin token>",
             {"WWW-Authenticate": f'Bearer realm="{REALM}-admin"'},
         )
-    store: Store = request.app.state.store
-    return store
