@@ -49,7 +49,7 @@ sleep 0.5
 sipp "127.0.0.1:$SIP_PORT" -sf examples/sipp/pbx-call.xml -i 127.0.0.1 -p "$PBX_PORT" \
   -s +14155550123 -key trunk_domain "$DOMAIN" -key caller 14155550100 \
   -au pbx0001 -ap 'S3cret!pw' -auth_uri "+14155550123@$DOMAIN" \
-  -m 1 -timeout 30s -timeout_error -nostdin -trace_msg -message_file "$DATA/pbx.msg" -trace_err -error_file "$DATA/pbx-errors.log" >/dev/null || { echo "call failed; see $DATA" >&2; tail -20 "$DATA/serve.log" "$DATA/pbx-errors.log" >&2; exit 1; }
+  -m 1 -timeout 30s -timeout_error -nostdin -trace_msg -message_file "$DATA/pbx.msg" -trace_err -error_file "$DATA/pbx-errors.log" >/dev/null || { echo "call failed; see $DATA" >&2; tail -n 20 "$DATA/serve.log" "$DATA/pbx-errors.log" >&2; exit 1; }
 echo "call completed"
 
 # 5. Its call record, through the API.

@@ -28,13 +28,7 @@ from media.peers import RtpPeer, sdp_crypto_key, sdp_port, srtp_session
 from opentrunk.edge.tls_cert import write_dev_cert
 from opentrunk.media.rtp import build_rtp
 
-# The on-net path lives in edge/outbound.py, which this change could not edit: the
-# lead applies the diff given with it and removes this marker (strict: an unexpected
-# pass fails, so the marker cannot outlive the diff).
-pytestmark = [
-    pytest.mark.sipp,
-    pytest.mark.xfail(strict=True, reason="needs the edge/outbound.py on-net secure diff"),
-]
+pytestmark = pytest.mark.sipp
 
 # Media ports of this module's edge, apart from the other secure tests' ranges.
 LOW, HIGH = 27200, 27399

@@ -59,9 +59,12 @@ FUNCTION_CODES: dict[str, set[int]] = {
     "carrier_cancelled": {4420},  # the inbound record of an on-net call (edge/onnet.py)
     "bye_from": {3000, 3010},
     "crash_recovery": {5250},
-    # Media anchoring (edge/media_session.py): no ports, SDP it cannot anchor (or no
-    # offer at all), the media service failing; mid-call, an answer it cannot anchor.
+    # Media anchoring (edge/media_session.py): no ports, SDP it cannot anchor, the
+    # media service failing; mid-call, an answer it cannot anchor. A delayed offer's
+    # ACK: no answer at all (4580), or one that cannot be anchored.
     "media_refusal": {5010, 4430, 5270},
+    "answer_refusal": {5010, 4430, 5270},
+    "missing_answer": {4580},
     "media_failure": {5270},
     "rtp_timeout": {3020},
     "midcall_failure": {5330, 5340, 5310, 5220},
@@ -157,6 +160,7 @@ COVERAGE: dict[int, str] = {
     4080: "test_inbound_onnet.py::test_own_number_not_on_a_trunk_is_refused_on_net",
     4420: "test_inbound_calls.py::test_carrier_cancels",
     4430: f"{MEDIA_CODES}::test_srtp_key_the_relay_cannot_use_is_488_4430",
+    4580: "test_delayed_offer.py::test_ack_without_the_answer_ends_the_call_4580",
     5010: f"{MEDIA_CODES}::test_no_free_media_ports_is_503_5010",
     5270: f"{MEDIA_CODES}::test_reinvite_answer_the_relay_cannot_anchor_ends_the_call_5270",
     4540: f"{CALLS}::test_disabled_trunk",

@@ -48,10 +48,6 @@ def test_tls_to_a_pbx_is_verified_against_the_uri_name() -> None:
     assert alone["status"] == 503 and alone["sni"] == ["wrong.example.test"]
 
 
-# The carrier path lives in edge/outbound.py, which this change could not edit: the lead
-# applies the diff given with it and removes this marker (strict: an unexpected pass
-# fails, so the marker cannot outlive the diff).
-@pytest.mark.xfail(strict=True, reason="needs the edge/outbound.py _locate diff")
 def test_tls_to_a_carrier_is_verified_against_its_name() -> None:
     results = run_driver("carrier_by_name")
     carrier = results["carrier_by_name"]

@@ -13,7 +13,12 @@ BYE finds no dialog and gets 481, which harms nothing. re-INVITE, UPDATE and INF
 relayed to the other leg (SDP through `sdp_relay.relay_sdp`) and the other leg's final
 status comes back. REFER goes to the registry's `on_refer` (edge/refer.py); while a
 transfer is being placed, a BYE from the customer's leg ends only that leg. ACKs of the
-edge's own 2xx end here (the endpoint has already stopped retransmitting). Requests
+edge's own 2xx end here (the endpoint has already stopped retransmitting), except after
+a delayed offer (`HeldAck`: an INVITE without SDP, the call's first or a re-INVITE):
+the near side's ACK carries the answer to the offer the far side put in its 2xx; it is
+anchored and sent on in the far leg's ACK, which the edge held back until then. A call
+that ends first (no ACK within 64*T1, a BYE, a broken answer) still ACKs the far leg,
+with an answer rejecting every stream, before its BYE (RFC 3261 13.2.2.4). Requests
 travel to the address each side is known by: the PBX's packet source (NAT-safe; names in
 its Contact are never followed) and the carrier's configured address, so neither side
 learns the other's.
@@ -37,6 +42,12 @@ from opentrunk.domain.hangup_codes import (
     midcall_failure,
 )
 from opentrunk.edge.logs import call_context
+from opentrunk.edge.media_session import (
+    answer_refusal,
+    is_sdp,
+    missing_answer,
+    rejecting_answer,
+)
 from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp
 from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import Dialog, DialogError, DialogId
@@ -66,6 +77,18 @@ class Leg:
     sdp: bytes = b""  # the last session description this leg's peer sent (a transfer's offer)
 
 
+@dataclass(eq=False)
+class HeldAck:
+    """The far leg's ACK of a delayed-offer call (RFC 3261 13.2.1): the far side's 2xx
+    carried the offer, so its ACK must carry the answer, which only the `near` side's
+    ACK brings. `offer` is the far side's offer as it sent it (for a rejecting answer);
+    `answering` is set once the near side's ACK is being anchored."""
+
+    near: Side
+    offer: bytes
+    answering: bool = False
+
+
 @dataclass(frozen=True)
 class CallOwner:
     """Whose call it is, as a transfer (REFER) from the customer's leg needs it: the
@@ -91,6 +114,7 @@ class Call:
     owner: CallOwner | None = None  # None: the customer's leg cannot transfer (REFER)
     transferring: bool = False  # a REFER's new leg is being placed
     media: CallMedia | None = None  # the call's anchored media (None: not anchored)
+    held_ack: HeldAck | None = None  # a delayed offer's far ACK, until the answer comes
     ended: bool = False
     end: CallEnd | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -157,10 +181,44 @@ def send_bye(endpoint: SipEndpoint, leg: Leg | None) -> None:
         log.warning("could not send BYE on the %s leg", leg.side.value)
 
 
+def ack_far_leg(
+    endpoint: SipEndpoint, leg: Leg, answer: bytes, content_type: str = "application/sdp"
+) -> None:
+    """The ACK of the far side's 2xx, with `answer` (the SDP answer to its offer) as body."""
+    if leg.dialog is None:
+        return
+    headers = (("Content-Type", content_type),) if answer else ()
+    try:
+        ack = leg.dialog.create_ack(body=answer, headers=headers)
+    except (DialogError, ValueError, SipParseError):
+        log.warning("could not ACK the %s leg", leg.side.value)
+        return
+    endpoint.send_ack(ack, leg.dest)
+
+
+def release_held_ack(
+    endpoint: SipEndpoint, call: Call, answer: bytes | None = None, content_type: str = ""
+) -> None:
+    """Send a delayed-offer call's held far ACK once: with `answer`, or (None) with an
+    answer rejecting every stream of the far side's offer, as the call is ending."""
+    held, call.held_ack = call.held_ack, None
+    if held is None:
+        return
+    far = call.other(held.near)
+    if far is None:
+        return
+    if answer is None:
+        ack_far_leg(endpoint, far, rejecting_answer(held.offer))
+    else:
+        ack_far_leg(endpoint, far, answer, content_type or "application/sdp")
+
+
 def hang_up(endpoint: SipEndpoint, call: Call, by: Side | None, end: CallEnd) -> None:
-    """End an answered call: BYE to every leg other than `by` (None: both legs)."""
+    """End an answered call: BYE to every leg other than `by` (None: both legs). A far
+    leg still waiting for its ACK (delayed offer) gets it first."""
     if not call.finish(end):
         return
+    release_held_ack(endpoint, call)
     for side in (Side.CUSTOMER, Side.CARRIER):
         if side is not by:
             send_bye(endpoint, call.leg(side))
@@ -187,7 +245,12 @@ def dispatch_in_dialog(
         return None
     call, side = found
     if method == "ACK":
-        return None
+        held = call.held_ack
+        if held is None or side is not held.near or held.answering:
+            return None
+        held.answering = True  # a retransmitted ACK must not answer twice
+        with call_context(call.call_uuid):
+            return _answer_held_offer(endpoint, call, held, incoming)
     # Run in the endpoint's receive callback (not a task of its own): lines logged while
     # handling the request carry its call, and only while it is handled.
     with call_context(call.call_uuid):
@@ -225,6 +288,36 @@ def _dispatch(
         return registry.on_refer(call, side, incoming)
     incoming.respond(501)
     return None
+
+
+async def _answer_held_offer(
+    endpoint: SipEndpoint, call: Call, held: HeldAck, incoming: IncomingRequest
+) -> None:
+    """The near side's ACK of a delayed-offer call: anchor its answer and send it on in
+    the far leg's ACK; without a usable answer the call ends, BYE both ways (the far leg
+    is ACKed with a rejecting answer first, `hang_up`)."""
+    ack = incoming.request
+    content_type = ack.headers.get("Content-Type")
+    if not is_sdp(ack.body, content_type):
+        log.warning("ACK without the answer to the edge's offer")
+        hang_up(endpoint, call, None, missing_answer())
+        return
+    far = call.other(held.near)
+    towards = far.side.value if far is not None else "carrier"
+    try:
+        answer = await anchor_sdp(
+            call.media, ack.body, content_type, SdpHop(call.call_uuid, towards, "answer")
+        )
+    except MediaError as exc:
+        log.warning("answer in the ACK not anchored: %s", type(exc).__name__)
+        hang_up(endpoint, call, None, answer_refusal(exc))
+        return
+    if call.held_ack is not held:
+        return  # the call ended meanwhile; its far leg was ACKed then
+    near = call.leg(held.near)
+    if near is not None:
+        near.sdp = ack.body
+    release_held_ack(endpoint, call, answer, content_type or "")
 
 
 async def _relay(
@@ -278,14 +371,22 @@ async def _relay(
     other.dialog.on_response(relayed, answer)
     if registry is not None and registry.on_relayed is not None:
         registry.on_relayed(call, side, request.method, answer)
+    answer_type = answer.headers.get("Content-Type")
+    kind = "answer"
     if request.method == "INVITE" and 200 <= answer.status < 300:
-        endpoint.send_ack(other.dialog.create_ack(), other.dest)
+        if not relayed.body and is_sdp(answer.body, answer_type):
+            # A re-INVITE without SDP (delayed offer, e.g. a session refresh): the
+            # other side's 2xx carries the offer, the sender's ACK the answer, which
+            # the other leg's ACK waits for (`_answer_held_offer`).
+            kind = "offer"
+            call.held_ack = HeldAck(side, answer.body)
+        else:
+            endpoint.send_ack(other.dialog.create_ack(), other.dest)
     if 200 <= answer.status < 300 and answer.body:
         other.sdp = answer.body
-    answer_type = answer.headers.get("Content-Type")
     try:
         back = await anchor_sdp(
-            call.media, answer.body, answer_type, SdpHop(call.call_uuid, side.value, "answer")
+            call.media, answer.body, answer_type, SdpHop(call.call_uuid, side.value, kind)
         )
     except MediaError:
         # The relay cannot follow the other leg's new media: the call cannot go on.
@@ -302,6 +403,13 @@ async def _relay(
         if value and 200 <= status < 300:
             extra = (*extra, (name, value))
     incoming.respond(status, contact=contact, headers=extra, body=back)
+    if call.held_ack is not None and call.held_ack.near is side:
+
+        def ack_timeout() -> None:
+            # The sender never ACKed the 2xx carrying the offer (64*T1).
+            hang_up(endpoint, call, None, midcall_failure(side, TIMEOUT))
+
+        incoming.on_ack_timeout = ack_timeout
     if answer.status in (408, 481):
         hang_up(endpoint, call, None, midcall_failure(other.side, answer.status))
 

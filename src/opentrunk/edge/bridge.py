@@ -17,6 +17,15 @@ provisional responses to it, answers it 200 when the far side answers, puts both
 dialogs in a `b2bua.Call`, starts the session timer, and opens and closes the call
 record exactly once (`finish`). Its subclasses say how the call is admitted, where it
 goes and what its record holds (`call_start`, `call_finish`).
+
+Delayed offer (an incoming INVITE without a body, RFC 3261 13.2.1): the far leg's INVITE
+goes without SDP too; the far side's 2xx must carry the offer, which is anchored (the
+media backend's `offer` from the far side's leg) and sent to the near side in its 200;
+the far leg's ACK is held (`b2bua.HeldAck`) until the near side's ACK brings the answer
+(`b2bua.dispatch_in_dialog`). A 2xx without an offer, or with one the backend cannot
+anchor, is ACKed (with an answer rejecting every stream when it had an offer) and sent
+BYE, and the attempt ends 488. SDP in a provisional response of such a call would be an
+offer in an unreliable 18x (the edge does not do 100rel): the 18x is relayed without it.
 """
 
 from __future__ import annotations
@@ -39,9 +48,17 @@ from opentrunk.domain.hangup_codes import (
     refusal,
 )
 from opentrunk.domain.limits import CallLimits
-from opentrunk.edge.b2bua import Call, CallOwner, Leg, hang_up, send_bye
+from opentrunk.edge.b2bua import (
+    Call,
+    CallOwner,
+    HeldAck,
+    Leg,
+    ack_far_leg,
+    hang_up,
+    send_bye,
+)
 from opentrunk.edge.logs import event, set_call_uuid
-from opentrunk.edge.media_session import CallMedia, is_sdp, with_quality
+from opentrunk.edge.media_session import CallMedia, is_sdp, rejecting_answer, with_quality
 from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp, relay_sdp
 from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import Dialog, DialogError
@@ -155,6 +172,19 @@ def session_timer_headers(request: Request) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def offer_in_2xx(invite: Request, final: Response) -> bool:
+    """Whether `final` (a 2xx to `invite`) carries an offer: the INVITE had none (RFC 3261
+    13.2.1), so its ACK must carry the answer."""
+    return not invite.body and is_sdp(final.body, final.headers.get("Content-Type"))
+
+
+def refusing_ack(edge: SipEdge, invite: Request, final: Response, leg: Leg) -> None:
+    """ACK a 2xx the edge will not use (then BYE it): with an answer rejecting every
+    stream when the 2xx carried an offer (RFC 3261 13.2.2.4), else without a body."""
+    answer = rejecting_answer(final.body) if offer_in_2xx(invite, final) else b""
+    ack_far_leg(edge.endpoint, leg, answer)
+
+
 def with_credentials(
     invite: Request, challenge: Response, username: str, password: str
 ) -> Request | None:
@@ -217,6 +247,10 @@ class LegPlacer:
         # The far side's SDP in its 2xx as it sent it (`prepare_answer` may rewrite the
         # response's body for the near side); what the leg's `sdp` keeps.
         self.answer_sdp = b""
+        # The near side's INVITE had no offer (module docstring): the far side's 2xx
+        # must carry it, and its ACK waits for the near side's answer (`held_ack`).
+        self.delayed_offer = False
+        self.held_ack: HeldAck | None = None
 
     # -- hooks for the users ------------------------------------------------------------
 
@@ -336,8 +370,9 @@ class LegPlacer:
             dialog = Dialog.as_uac(attempt.invite, response)
         except (DialogError, SipParseError):
             return
-        self.edge.endpoint.send_ack(dialog.create_ack(), attempt.dest)
-        send_bye(self.edge.endpoint, Leg(self.far_side, attempt.dest, dialog))
+        leg = Leg(self.far_side, attempt.dest, dialog)
+        refusing_ack(self.edge, attempt.invite, response, leg)
+        send_bye(self.edge.endpoint, leg)
 
     async def _answered(self, attempt: Attempt, final: Response) -> Placed:
         try:
@@ -355,11 +390,21 @@ class LegPlacer:
         # dialog before anything else can run: a far side may send BYE, re-INVITE or
         # REFER the moment it has its ACK, and while `prepare_answer` waited (the media
         # backend in another process) those would have met no dialog (481).
-        self.edge.endpoint.send_ack(dialog.create_ack(), attempt.dest)
         if not usable:
+            refusing_ack(self.edge, attempt.invite, final, leg)
             send_bye(self.edge.endpoint, leg)
             return 488
+        if self.delayed_offer:
+            # The 2xx carried the offer: its ACK carries the answer, which the near
+            # side's ACK brings (b2bua.dispatch_in_dialog sends it on).
+            self.held_ack = HeldAck(self.near_side_of_call(), self.answer_sdp)
+        else:
+            self.edge.endpoint.send_ack(dialog.create_ack(), attempt.dest)
         return self.on_answer(attempt, final, leg)
+
+    def near_side_of_call(self) -> Side:
+        """The side whose INVITE this leg answers (the other side of `far_side`)."""
+        return Side.CUSTOMER if self.far_side is Side.CARRIER else Side.CARRIER
 
 
 class BridgedCall(LegPlacer):
@@ -380,6 +425,9 @@ class BridgedCall(LegPlacer):
         self.slot_account: str | None = None
         # The call's anchored media, set by the subclass once the call is admitted.
         self.media: CallMedia | None = None
+        # No body at all: a delayed offer (a body that is not SDP is refused by
+        # `CallMedia.relay` before any far leg is tried).
+        self.delayed_offer = not self.request.body
         incoming.on_cancel = self.cancel
 
     # -- what the subclasses say --------------------------------------------------------
@@ -464,6 +512,8 @@ class BridgedCall(LegPlacer):
     async def prepare_answer(self, final: Response) -> bool:
         media = self.media
         content_type = final.headers.get("Content-Type")
+        if self.delayed_offer:
+            return await self._prepare_offer(final)
         if media is None or not is_sdp(final.body, content_type):
             return True
         hop = SdpHop(self.call_uuid, self.near_side.value, "answer")
@@ -474,11 +524,30 @@ class BridgedCall(LegPlacer):
             return False
         return True
 
+    async def _prepare_offer(self, final: Response) -> bool:
+        """A delayed offer's 2xx: it must carry the offer, anchored here (in place) from
+        the far side's leg for the near side's 200."""
+        content_type = final.headers.get("Content-Type")
+        if not is_sdp(final.body, content_type):
+            event(log, logging.WARNING, "2xx without the offer a delayed-offer INVITE needs")
+            return False
+        hop = SdpHop(self.call_uuid, self.near_side.value, "offer")
+        try:
+            final.body = await anchor_sdp(self.media, final.body, content_type, hop)
+        except MediaError as exc:
+            event(log, logging.WARNING, "offer sdp not anchored", error=type(exc).__name__)
+            return False
+        return True
+
     def on_progress(self, attempt: Attempt, response: Response) -> None:
         """Relay the far side's 18x (with its SDP) to the near side."""
         if self.incoming.final_sent:
             return
         content_type = response.headers.get("Content-Type")
+        if self.delayed_offer and is_sdp(response.body, content_type):
+            # An offer in an unreliable 18x cannot be answered before the 2xx: ring
+            # without early media (the same offer comes again in the 2xx).
+            response.body = b""
         if self.media is not None and is_sdp(response.body, content_type):
             self.edge.spawn(self._anchored_progress(self.media, response))
             return
@@ -520,7 +589,10 @@ class BridgedCall(LegPlacer):
         answered = None
         if not self.cancelled.done():
             answered = self.incoming.respond(200, contact=contact, headers=headers, body=body)
+        held, self.held_ack = self.held_ack, None
         if answered is None:
+            if held is not None:
+                ack_far_leg(endpoint, leg, rejecting_answer(held.offer))
             send_bye(endpoint, leg)
             return Attempted.CANCELLED
         self.edge.metrics.response_sent(200)
@@ -539,6 +611,7 @@ class BridgedCall(LegPlacer):
             answer_time=answer_time,
             owner=self.call_owner(),
             media=self.media,
+            held_ack=held,
         )
         registry = self.edge.registry
         registry.add(call)

@@ -37,6 +37,10 @@ the carrier's leg stays plain RTP. A PBX that answers without SRTP gets ACK and 
 the call ends 4640 (488 to the carrier), like a PBX that answers 488 itself; an edge
 without a TLS listener cannot deliver such a call at all: 4110.
 
+Delayed offer (a carrier's INVITE without SDP): the PBX's INVITE has none either, its
+200 carries the offer (SRTP with an SDES key on a secure trunk, else ACK, BYE, 4640),
+and the carrier's ACK the answer (`edge.bridge`, docs/media.md "Delayed offer").
+
 The record (`call_direction` inbound) says who sent the call and which URI answered:
 Insights `from.carrier` is the carrier's name, `to.carrier` the origination URI. The
 machinery of the PBX leg (attempts, credentials, late answers, the bridge into a

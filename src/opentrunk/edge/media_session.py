@@ -12,14 +12,23 @@ carrier) and the media backend's legs ("a" sent the initial INVITE, "b" received
   figures (`CallQuality`), which `with_quality` copies into the record's `CallFinish`.
 
 Failures map to hangup codes (`media_refusal`): no free ports 5010, SDP that cannot be
-anchored 4430 (488), anything else 5270. A first INVITE without an SDP offer (delayed
-offer) cannot be anchored either: 4430 (488) before any far leg is tried.
+anchored 4430 (488), anything else 5270. A first INVITE with a body that is not SDP
+cannot be anchored either: 4430 (488) before any far leg is tried.
+
+Delayed offer (RFC 3261 13.2.1): a first INVITE without a body passes untouched; the
+offer then comes in the far side's 2xx (`relay(..., kind="offer")` from the far side)
+and the answer in the near side's ACK (`relay(..., kind="answer")`), both carried by
+`edge.bridge` and `edge.b2bua`. After answer, the rows for a broken exchange are
+`answer_refusal` (an answer the backend cannot anchor) and `missing_answer` (an ACK
+without one); `rejecting_answer` is the valid answer the edge puts in an ACK it must
+send when it has no usable one (13.2.2.4: answer, then BYE).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
@@ -32,12 +41,22 @@ from opentrunk.media.backend import (
     MediaSdpError,
     PortsExhausted,
 )
+from opentrunk.sip.errors import SipParseError
+from opentrunk.sip.sdp import parse_sdp
 
 if TYPE_CHECKING:
     from opentrunk.edge.metrics import EdgeMetrics
     from opentrunk.edge.views import CallFinish
 
-__all__ = ["CallMedia", "is_sdp", "media_refusal", "with_quality"]
+__all__ = [
+    "CallMedia",
+    "answer_refusal",
+    "is_sdp",
+    "media_refusal",
+    "missing_answer",
+    "rejecting_answer",
+    "with_quality",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +79,40 @@ def media_refusal(exc: MediaError) -> CallEnd:
     if isinstance(exc, MediaSdpError):
         return refusal(4430, "SDP cannot be anchored")
     return refusal(5270, "media service failed")
+
+
+def answer_refusal(exc: MediaError) -> CallEnd:
+    """The row for a delayed-offer call whose answer (in the near side's ACK) the
+    backend cannot anchor: the row `media_refusal` gives before answer (4430 for SDP
+    that cannot be anchored, 5270 for a failing backend), ended by BYE (no status)."""
+    return replace(media_refusal(exc), sip_status=None)
+
+
+def missing_answer() -> CallEnd:
+    """A delayed-offer call whose near side ACKed the edge's offer without an answer
+    (RFC 3261 13.2.2.4 says it must carry one): 4580 invalid_sip_packet, the table's row
+    for a message the edge cannot use as it was sent, ended by BYE (no status)."""
+    return replace(refusal(4580, "ACK without the SDP answer to the 2xx's offer"), sip_status=None)
+
+
+def rejecting_answer(offer: bytes) -> bytes:
+    """An answer that rejects every stream of `offer` (port 0, RFC 3264 6), for an ACK
+    the edge must send without a usable answer of its own before it hangs up; empty
+    when the offer cannot even be read."""
+    try:
+        sdp = parse_sdp(offer)
+    except SipParseError:
+        return b""
+    lines = [
+        "v=0",
+        f"o=opentrunk {secrets.randbelow(2**31)} 1 IN IP4 0.0.0.0",
+        "s=-",
+        "c=IN IP4 0.0.0.0",
+        "t=0 0",
+    ]
+    # A rejected stream keeps its media type, transport and one of its formats.
+    lines += [f"m={m.media} 0 {m.proto} {m.formats[0] if m.formats else '0'}" for m in sdp.media]
+    return ("\r\n".join(lines) + "\r\n").encode()
 
 
 class CallMedia:
@@ -96,12 +149,11 @@ class CallMedia:
     ) -> bytes:
         """The body to send on the other leg (MediaError when it cannot be anchored)."""
         if not is_sdp(body, content_type):
-            if kind == "offer" and not self.anchored:
-                # A first INVITE without an SDP offer (delayed offer, RFC 3261 13.2.1)
-                # would put the offer in the far side's 200 and the answer in the
-                # near side's ACK; the edge does not hold back its ACK for that, so it
-                # refuses the call before any carrier is tried (488, 4430).
-                raise MediaSdpError("an INVITE without an SDP offer cannot be anchored")
+            if kind == "offer" and not self.anchored and body:
+                # A first INVITE whose body is not SDP (e.g. multipart) may hide an
+                # offer the relay cannot read; one without any body is a delayed offer
+                # and passes (module docstring).
+                raise MediaSdpError("an INVITE whose body is not SDP cannot be anchored")
             return body
         if self._released is not None:
             raise MediaError("the call's media was already released")

@@ -7,7 +7,8 @@ answer or failure.
 2. trunk by the Request-URI host (none: 404, 4070, or 483/482 as in step 4b; no record,
    as there is no account);
 3. trunk or account disabled (403, 4540), inbound-only trunk (403, 4070), transport or
-   SRTP not matching the trunk's `secure` flag (403, 4110);
+   SRTP not matching the trunk's `secure` flag (403, 4110; an INVITE without SDP, a
+   delayed offer, is checked for TLS alone: `trunk_admits`);
 4. authentication (`edge.auth`): a 407 challenge is not an end (no record); a failure is
    403, 4060, counted towards the source's lockout;
 4b. hops (`SipEdge.hop_refusal`): Max-Forwards 0 is 483 (4380), an INVITE carrying the
@@ -71,7 +72,13 @@ from opentrunk.edge.bridge import (
 from opentrunk.edge.inbound import deliver_to_pbx, origination_timers, pbx_invite
 from opentrunk.edge.logs import event
 from opentrunk.edge.media_session import CallMedia, media_refusal
-from opentrunk.edge.onnet import OnNetRecord, mirrored
+from opentrunk.edge.onnet import (
+    OnNetRecord,
+    called_trunk_secure,
+    mirrored,
+    on_net_srtp_sides,
+    secure_refusal,
+)
 from opentrunk.edge.origination import OriginationTarget
 from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp, relay_sdp
 from opentrunk.edge.secure import transport_matches
@@ -107,6 +114,16 @@ __all__ = [
     "dial_carriers",
     "take_invite",
 ]
+
+
+def trunk_admits(trunk_secure: bool, transport: str, body: bytes, content_type: str | None) -> bool:
+    """Step 3's transport and SRTP check (`secure.transport_matches`). An INVITE without
+    a body (a delayed offer) has no SRTP to show: on a secure trunk TLS is enough, as
+    the edge itself offers SDES towards the PBX in its 200 and the PBX's answer in the
+    ACK must take it (else the call ends 4430)."""
+    if not body:
+        return (transport.lower() == "tls") == trunk_secure
+    return transport_matches(trunk_secure, transport, body, content_type)
 
 
 def carrier_timers(edge: SipEdge) -> AttemptTimers:
@@ -174,7 +191,9 @@ async def _locate(edge: SipEdge, carrier: CarrierView) -> Address | None:
             _LITERAL_TARGETS[key] = targets
     for target in targets:
         if target.transport in edge.endpoint.transports:
-            return Address(target.transport, target.host, target.port)
+            # Over TLS to a name, the address carries it: the carrier's certificate is
+            # verified against the configured name (RFC 5922), not the resolved IP.
+            return target.address()
     return None
 
 
@@ -268,7 +287,7 @@ def take_invite(edge: SipEdge, incoming: IncomingRequest) -> Awaitable[None] | N
             if (
                 isinstance(account, AccountView)
                 and account.enabled
-                and transport_matches(
+                and trunk_admits(
                     trunk.secure,
                     incoming.source.transport,
                     request.body,
@@ -323,7 +342,7 @@ class OutboundCall(BridgedCall):
             return self.finish(refusal(4070, "inbound-only trunk", sip_status=403))
         content_type = request.headers.get("Content-Type")
         transport = self.incoming.source.transport
-        if not transport_matches(trunk.secure, transport, request.body, content_type):
+        if not trunk_admits(trunk.secure, transport, request.body, content_type):
             return self.finish(refusal(4110, "transport or SRTP does not match the trunk"))
         verdict = edge.authenticator.check(trunk, request, source_ip)
         if verdict.verdict is Verdict.CHALLENGE:
@@ -363,11 +382,16 @@ class OutboundCall(BridgedCall):
             self.slot_account = str(account.account_id)
         if self.cancelled.done():
             return self.finish(customer_cancelled())
+        # One of the operator's own numbers is delivered on-net; its PBX gets SRTP (and
+        # TLS) when its inbound trunk is secure, so that is known before the offer is
+        # anchored.
+        route = await edge.config.inbound_route(record_digits(screened.destination_e164))
+        called_secure = route is not None and await called_trunk_secure(edge, route)
         self.media = CallMedia(
             edge.media,
             self.call_uuid,
             a_side=Side.CUSTOMER,
-            srtp_sides=frozenset({Side.CUSTOMER}) if trunk.secure else frozenset(),
+            srtp_sides=on_net_srtp_sides(trunk.secure, called_secure),
             metrics=edge.metrics,
         )
         try:
@@ -377,9 +401,8 @@ class OutboundCall(BridgedCall):
         except MediaError as exc:
             return self.finish(media_refusal(exc))
 
-        route = await edge.config.inbound_route(record_digits(screened.destination_e164))
         if route is not None:  # one of the operator's numbers: delivered on-net
-            return await self._on_net(route, screened)
+            return await self._on_net(route, screened, called_secure)
         outcome = await dial_carriers(self, screened, self._carrier_invite)
         if outcome is Attempted.ANSWERED:
             return
@@ -405,7 +428,7 @@ class OutboundCall(BridgedCall):
 
     # -- on-net (edge/onnet.py) -------------------------------------------------------
 
-    async def _on_net(self, route: InboundRoute, routed: RoutedCall) -> None:
+    async def _on_net(self, route: InboundRoute, routed: RoutedCall, secure: bool) -> None:
         edge = self.edge
         on_net = OnNetRecord(
             edge,
@@ -413,12 +436,15 @@ class OutboundCall(BridgedCall):
             routed.caller_id,
             routed.destination_e164,
             self.incoming.source.transport,
+            secure=secure,
         )
         self.on_net = on_net
         self.timers = origination_timers(edge)
         end: Attempted | CallEnd | None = None
         if not route.deliverable:
             end = refusal(4080, "number not on an enabled inbound trunk")
+        elif (refused := secure_refusal(edge, secure)) is not None:
+            end = refused
         else:
             account = await edge.config.account(route.account_id)
             if account is not None and route.trunk_id is not None:
@@ -426,7 +452,9 @@ class OutboundCall(BridgedCall):
                 if end is None and account.max_calls is not None:
                     on_net.slot_account = str(account.account_id)
         if end is None:
-            end = await deliver_to_pbx(self, route, self._on_net_invite, on_net.tried)
+            end = await deliver_to_pbx(
+                self, route, self._on_net_invite, on_net.tried, secure=secure
+            )
         on_net.post_dial_delay = self.post_dial_delay
         if end is Attempted.ANSWERED:
             return
