@@ -4,12 +4,16 @@ variables, then command-line flags (applied by the CLI through `Settings.with_ov
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "OPENTRUNK_"
+# The width of call_records.node (migration 0004).
+NODE_ID_MAX = 64
 
 
 def split_host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -43,6 +47,10 @@ class Settings:
     advertised_address: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    # This edge node's name in the call records it opens (docs/edge.md "Several edge
+    # nodes"): crash recovery at start closes only the open records of its own node.
+    # Empty: the id kept in data_dir (`node_id_of`).
+    node_id: str = ""
     # RFC 3261 T1 (seconds, the RTT estimate) for the edge's SIP timers; 64*T1 is timer
     # H, how long the edge re-sends its 200 before a PBX that never ACKs is hung up
     # (5340), and timers B/F. Tests shorten it; production keeps the RFC's 0.5.
@@ -98,6 +106,46 @@ class Settings:
     def with_overrides(self, **values: Any) -> Settings:
         """Return a copy with the given non-None values applied (command-line flags)."""
         return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+NODE_ID_FILE = "node-id"
+
+
+def node_id_of(settings: Settings) -> str:
+    """This edge node's id: `node_id` when set, else the one kept in `data_dir/node-id`,
+    written on the node's first start as `HOSTNAME-RANDOM`. Kept rather than derived
+    (from the host name and SIP port, say) so that it stays the same across restarts
+    even when the port or the container's host name changes; the random part keeps
+    two nodes that share a host name apart. Nodes sharing one data directory must set
+    `node_id`."""
+    node = settings.node_id.strip()
+    if not node:
+        node = _kept_node_id(Path(settings.data_dir) / NODE_ID_FILE)
+    if not node or len(node) > NODE_ID_MAX or not node.isprintable() or " " in node:
+        raise ValueError(
+            f"node id must be at most {NODE_ID_MAX} printable characters without spaces"
+        )
+    return node
+
+
+def _kept_node_id(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().split(".")[0][: NODE_ID_MAX - 7] or "edge"
+    node = f"{host}-{secrets.token_hex(3)}"
+    # Written aside, then linked into place: the file appears whole, and of two
+    # processes starting at once the second finds the first's id (link refuses to
+    # replace an existing file).
+    draft = path.with_name(f".{NODE_ID_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    draft.write_text(node + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        draft.unlink()
+    return node
 
 
 def _coerce(raw: str, kind: Any) -> Any:

@@ -173,7 +173,7 @@ def test_carriers_commands(tmp_path):
 
 def test_db_upgrade(tmp_path):
     out = run(tmp_path, "db", "upgrade")
-    assert "revision 0003" in out
+    assert "revision 0004" in out
     assert (tmp_path / "opentrunk.db").exists()
 
 

@@ -46,7 +46,7 @@ def test_sqlite_pragmas(tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migrations_create_schema_and_are_idempotent(backend, tmp_path):
     with open_store(backend, tmp_path) as store:
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == "0004"
         upgrade(store.engine)  # again: a no-op
         tables = set(inspect(store.engine).get_table_names())
         assert {
@@ -87,7 +87,7 @@ def test_subaccount_migration_keeps_each_accounts_state(backend, tmp_path):
                     {"a": auth_id, "h": "0" * 64, "e": enabled, "t": utcnow()},
                 )
         upgrade(store.engine)
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == "0004"
         with store.engine.connect() as conn:
             rows = conn.execute(
                 text("SELECT auth_id, enabled, own_enabled, parent_id FROM accounts ORDER BY id")

@@ -88,6 +88,15 @@ def serve(
     tls_key: Annotated[
         str | None, typer.Option("--tls-key", help="PEM private key for SIP TLS")
     ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(
+            "--node-id",
+            help="This edge node's id in call records (default: the id kept in the data"
+            " dir, made once as HOSTNAME-RANDOM); the same across restarts, unique among"
+            " the nodes on one database",
+        ),
+    ] = None,
     edge: Annotated[
         bool,
         typer.Option(
@@ -112,6 +121,7 @@ def serve(
         sip_tls=sip_tls,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        node_id=node_id,
     )
     run_serve(settings, services=[run_edge] if edge else [])
 
@@ -469,6 +479,59 @@ def calls_tail(
                 break
     except KeyboardInterrupt:
         pass
+
+
+@calls_app.command("open")
+@store_command
+def calls_open(store: Store, as_json: JsonFlag = False) -> None:
+    """How many call records are open, per edge node ("-": written before records named
+    their node): the ids `calls recover --node` takes."""
+    from opentrunk.services.calls import open_records_by_node
+
+    counts = open_records_by_node(store.engine)
+    rows = [{"node": node, "open": count} for node, count in sorted(counts.items(), key=str)]
+    if as_json:
+        _emit(rows, True)
+        return
+    _table("open call records", ["node", "open"], [[r["node"] or "-", r["open"]] for r in rows])
+
+
+@calls_app.command("recover")
+@settings_command
+def calls_recover(
+    settings: Settings,
+    node: Annotated[str, typer.Option("--node", help="id of the edge node that is gone")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Close the open call records of an edge node that is gone for good (5250
+    internal_error, no length billed), and give back its concurrent-call slots in Redis
+    when OPENTRUNK_REDIS_URL is set. ONLY for a node that is not running: its open
+    records are the live calls of a running node. A node that restarts does this itself."""
+    import asyncio
+
+    from opentrunk.cli.options import open_store
+    from opentrunk.services.calls import close_abandoned_records
+
+    with open_store(settings) as store:
+        closed = close_abandoned_records(store.engine, node=node, unnamed=False)
+    slots = asyncio.run(_release_node_slots(settings, node)) if settings.redis_url else None
+    result = {"node": node, "records_closed": closed, "slots_released": slots}
+    text = f"node {node}: {closed} open call records closed"
+    if slots is not None:
+        text += f", {slots} concurrent-call slots released"
+    _emit(result, as_json, text)
+
+
+async def _release_node_slots(settings: Settings, node: str) -> int:
+    from redis.asyncio import Redis
+
+    from opentrunk.domain.limits import RedisLimitStore
+
+    client = Redis.from_url(settings.redis_url)
+    try:
+        return await RedisLimitStore(client).release_node_slots(node)
+    finally:
+        await client.aclose()
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m`

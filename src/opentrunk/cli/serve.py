@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from opentrunk.api.app import create_app
-from opentrunk.config import Settings
+from opentrunk.config import Settings, node_id_of
 from opentrunk.edge.gc_policy import apply_serving_policy
 from opentrunk.services.calls import close_abandoned_records
 from opentrunk.store.store import Store
@@ -62,8 +62,10 @@ def _bound_port(server: uvicorn.Server, default: int) -> int:
 
 async def run(settings: Settings, store: Store, services: Sequence[Service] = ()) -> None:
     """Run the API and `services` until the API server stops (SIGINT/SIGTERM)."""
-    # Records left open by a crash are closed by the SIP edge's recorder at its start
-    # (5250 internal_error, opentrunk.edge.records); without the edge, here.
+    # Records left open by a crash are closed by the SIP edge's recorder at its start,
+    # its own node's only (5250 internal_error, opentrunk.edge.records). An API-only
+    # worker has no node: it closes only records that name none (written before
+    # migration 0004); a gone node's are for `opentrunk calls recover --node`.
     if not services:
         closed = await asyncio.to_thread(close_abandoned_records, store.engine)
         if closed:
@@ -117,6 +119,9 @@ def serve(settings: Settings, services: Sequence[Service] = ()) -> None:
     configure_logging(settings.log_level)
     store = Store.open(settings)
     try:
+        if services:
+            # The id `calls recover --node` takes once this node is gone (docs/edge.md).
+            announce(f"edge node {node_id_of(settings)}")
         uvloop.run(run(settings, store, services))
     finally:
         store.close()

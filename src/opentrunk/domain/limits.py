@@ -13,6 +13,14 @@ crashed edge node's calls stop counting once their leases lapse instead of leaki
 forever. The edge renews the lease of every live call (every `lease / 3` seconds is
 plenty) and releases it when the call ends.
 
+A lease alone still holds a dead node's slots for up to `lease` (an hour by default): an
+account whose calls were all on the node that died stays at its limit that long. So the
+Redis store of a named edge node also indexes the slots it holds under the node
+(`node:{node}:slots`, a sorted set of `{calls key}\n{call id}` by lease expiry, expiring
+with its last lease), and `release_node_slots` gives back every slot of a node that is
+not running: the node's own restart does it before it takes calls, and
+`opentrunk calls recover --node` for a node gone for good.
+
 Two stores, one interface (`LimitStore`): `MemoryLimitStore` for a single process, and
 `RedisLimitStore` shared by many edge nodes, each operation one atomic Lua script. Time
 is always passed in by the caller (an explicit clock: tests drive it; production passes
@@ -23,14 +31,18 @@ move a bucket backwards).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from opentrunk.domain.hangup_codes import CallEnd, refusal
+
+log = logging.getLogger("opentrunk.domain.limits")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -108,6 +120,12 @@ class LimitStore(Protocol):
         ...
 
     async def slots_in_use(self, key: str, now: float) -> int: ...
+
+    async def release_node_slots(self, node: str) -> int:
+        """Give back every slot edge node `node` holds; only for a node that is not
+        running (its restart, before it takes calls, or a node gone for good). Returns
+        how many slots were taken out of their calls sets."""
+        ...
 
 
 def _gcra(tat: float, rate: float, burst: int, now: float) -> tuple[float, float]:
@@ -188,6 +206,11 @@ class MemoryLimitStore:
     async def slots_in_use(self, key: str, now: float) -> int:
         return len(self._live(key, now))
 
+    async def release_node_slots(self, node: str) -> int:
+        # These counters live and die with one process: a node that is not running
+        # holds nothing here.
+        return 0
+
     async def admit(self, request: AdmissionRequest, now: float) -> tuple[int, float]:
         # No await below suspends (the primitives never block), so this is atomic too.
         delay = 0.0
@@ -231,7 +254,22 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat),
 return delay
 """
 
-_ACQUIRE: Final = """
+# Every script that holds a slot also files it in the node's index: KEYS[n] the index,
+# ARGV[n] the entry ('' when the store names no node: no index).
+_INDEX_SLOT: Final = """
+local function index_slot(index, entry, now, expiry, lease_ms)
+  if entry ~= '' then
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+    redis.call('ZADD', index, expiry, entry)
+    redis.call('PEXPIRE', index, lease_ms)
+  end
+end
+"""
+
+# KEYS: calls set, node index. ARGV: call id, limit, now, expiry, lease ms, index entry.
+_ACQUIRE: Final = (
+    _INDEX_SLOT
+    + """
 local now = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -240,10 +278,15 @@ if (not held) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
 end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+index_slot(KEYS[2], ARGV[6], now, ARGV[4], ARGV[5])
 return 1
 """
+)
 
-_RENEW: Final = """
+# KEYS: calls set, node index. ARGV: call id, now, expiry, lease ms, index entry.
+_RENEW: Final = (
+    _INDEX_SLOT
+    + """
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
@@ -251,14 +294,26 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+index_slot(KEYS[2], ARGV[5], now, ARGV[3], ARGV[4])
 return 1
+"""
+)
+
+# KEYS: calls set, node index. ARGV: call id, index entry.
+_RELEASE: Final = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
 """
 
 
-# KEYS: trunk bucket, account bucket, calls set. ARGV: now, then per bucket interval,
-# tolerance and max wait (interval 0: no such limit), then call id, concurrent limit (-1:
-# none), lease expiry, lease in ms. Returns {check, delay}.
-_ADMIT: Final = """
+# KEYS: trunk bucket, account bucket, calls set, node index. ARGV: now, then per bucket
+# interval, tolerance and max wait (interval 0: no such limit), then call id, concurrent
+# limit (-1: none), lease expiry, lease in ms, index entry. Returns {check, delay}.
+_ADMIT: Final = (
+    _INDEX_SLOT
+    + """
 local now = tonumber(ARGV[1])
 local delay = 0
 for i = 1, 2 do
@@ -288,28 +343,49 @@ if limit >= 0 then
   end
   redis.call('ZADD', KEYS[3], ARGV[10], ARGV[8])
   redis.call('PEXPIRE', KEYS[3], ARGV[11])
+  index_slot(KEYS[4], ARGV[12], now, ARGV[10], ARGV[11])
 end
 return {0, delay}
 """
+)
 
 
 def _us(seconds: float) -> int:
     return round(seconds * _MICRO)
 
 
-class RedisLimitStore:
-    """Counters in Redis, shared by every edge node using the same key prefix."""
+# Between a slot's calls key and its call id in a node index entry: in neither of them.
+_ENTRY_SEPARATOR: Final = "\n"
 
-    def __init__(self, client: Redis, prefix: str = "opentrunk:limits:") -> None:
+
+def _node_index(node: str) -> str:
+    return f"node:{node}:slots"
+
+
+class RedisLimitStore:
+    """Counters in Redis, shared by every edge node using the same key prefix. `node`:
+    the edge node this store serves, whose slots it indexes (module docstring); None
+    keeps no index (tools that only read or release)."""
+
+    def __init__(
+        self, client: Redis, prefix: str = "opentrunk:limits:", node: str | None = None
+    ) -> None:
         self._client = client
         self._prefix = prefix
+        self._index = self._key(_node_index(node or ""))
+        self._indexed = node is not None
         self._reserve = client.register_script(_RESERVE)
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
         self._admit = client.register_script(_ADMIT)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
+
+    def _entry(self, key: str, member: str) -> str:
+        """The node index's entry for a slot ('' when this store keeps no index)."""
+        return f"{key}{_ENTRY_SEPARATOR}{member}" if self._indexed else ""
 
     async def reserve(
         self, key: str, rate: float, burst: int, max_wait: float, now: float
@@ -331,15 +407,38 @@ class RedisLimitStore:
             _us(now),
             _us(now + lease),
             max(1, round(lease * 1000)),
+            self._entry(key, member),
         ]
-        return bool(await self._acquire(keys=[self._key(key)], args=args))
+        return bool(await self._acquire(keys=[self._key(key), self._index], args=args))
 
     async def renew_slot(self, key: str, member: str, now: float, lease: float) -> bool:
-        args: list[str | int] = [member, _us(now), _us(now + lease), max(1, round(lease * 1000))]
-        return bool(await self._renew(keys=[self._key(key)], args=args))
+        args: list[str | int] = [
+            member,
+            _us(now),
+            _us(now + lease),
+            max(1, round(lease * 1000)),
+            self._entry(key, member),
+        ]
+        return bool(await self._renew(keys=[self._key(key), self._index], args=args))
 
     async def release_slot(self, key: str, member: str) -> None:
-        await self._client.zrem(self._key(key), member)
+        args = [member, self._entry(key, member)]
+        await self._release(keys=[self._key(key), self._index], args=args)
+
+    async def release_node_slots(self, node: str) -> int:
+        """Every slot in `node`'s index is taken out of its calls set, then the index
+        goes. Not atomic with the node's own writes: hence only for a node that is not
+        running. Entries whose lease lapsed are gone from the calls sets already."""
+        index = self._key(_node_index(node))
+        entries = await self._client.zrange(index, 0, -1)
+        pipe = self._client.pipeline(transaction=True)
+        for raw in entries:
+            entry = raw.decode() if isinstance(raw, bytes) else str(raw)
+            key, _, member = entry.partition(_ENTRY_SEPARATOR)
+            pipe.zrem(self._key(key), member)
+        pipe.delete(index)
+        results = await pipe.execute()
+        return sum(int(removed) for removed in results[:-1])
 
     async def admit(self, request: AdmissionRequest, now: float) -> tuple[int, float]:
         """All checks in one Lua script: one round trip per call."""
@@ -356,8 +455,14 @@ class RedisLimitStore:
                 keys.append(self._key(bucket.key))
         limit = -1 if request.max_concurrent is None else request.max_concurrent
         lease_ms = max(1, round(request.lease * 1000))
-        args += [request.call_id, limit, _us(now + request.lease), lease_ms]
-        keys.append(self._key(request.calls_key))
+        args += [
+            request.call_id,
+            limit,
+            _us(now + request.lease),
+            lease_ms,
+            self._entry(request.calls_key, request.call_id),
+        ]
+        keys += [self._key(request.calls_key), self._index]
         check, delay = await self._admit(keys=keys, args=args)
         seconds = int(delay) / _MICRO
         return int(check), seconds if seconds > _EPSILON else 0.0
@@ -442,3 +547,16 @@ class CallAdmission:
 
     async def active_calls(self, account_id: str) -> int:
         return await self._store.slots_in_use(self._calls_key(account_id), self._clock())
+
+    async def release_node(self, node: str) -> int:
+        """Give back the concurrent-call slots of edge node `node`, which is not running
+        (`LimitStore.release_node_slots`). Redis out of reach at a node's start is no
+        reason not to start: the slots then lapse with their leases."""
+        try:
+            return await self._store.release_node_slots(node)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "could not give back the slots of a previous run",
+                extra={"fields": {"node": node, "error": type(exc).__name__}},
+            )
+            return 0

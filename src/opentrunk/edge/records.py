@@ -18,13 +18,19 @@ Billing fields are computed at close from the answer and end times, the carrier'
 and the account's billing plan (`opentrunk.domain.billing`). Times are stored as naive
 UTC with whole seconds, as the store keeps them.
 
-Crash recovery (`recover_open_calls`, run once at start before any call): every record
-still open was cut by the death of the previous process. It is closed with 5250
-internal_error (source zentrunk, `hangup_codes.crash_recovery`), end time = the time of
-recovery, and durations and charge 0: the edge did not see the call end and does not
-bill a length it cannot vouch for (docs/edge.md). With several edge nodes on one
-database this would close the other nodes' live calls; until records carry a node id,
-run recovery from one node only (see the report/docs).
+Every record names the edge node that opened it (`node`, `config.node_id_of`,
+stable across the node's restarts; column added by migration 0004).
+
+Crash recovery (`recover_open_calls`, run once at start before any call): a record of
+this node still open was cut by the death of the node's previous process. It is closed
+with 5250 internal_error (source zentrunk, `hangup_codes.crash_recovery`), end time = the
+time of recovery, and durations and charge 0: the edge did not see the call end and does
+not bill a length it cannot vouch for (docs/edge.md). Other nodes' open records are their
+live calls and are left alone, so several edge nodes can share one database. Records
+that name no node were written before the upgrade that added the column; every node
+was restarted for that upgrade, so they are orphans too and recovery closes them as well
+(docs/edge.md "Several edge nodes" on rolling upgrades). The open records of a node that
+is gone for good are closed by the operator: `opentrunk calls recover --node NODE_ID`.
 """
 
 from __future__ import annotations
@@ -67,9 +73,10 @@ def _digits(number: str) -> str:
     return number.lstrip("+")
 
 
-def open_values(start: CallStart) -> dict[str, Any]:
-    """The columns of a freshly opened record."""
+def open_values(start: CallStart, node: str | None = None) -> dict[str, Any]:
+    """The columns of a freshly opened record, opened by edge node `node`."""
     return {
+        "node": node,
         "call_uuid": start.call_uuid,
         "account_id": start.account_id,
         "trunk_id": start.trunk_id,
@@ -139,8 +146,12 @@ class CallRecorder:
         db: Store | Engine,
         *,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        node: str | None = None,
     ) -> None:
         self.engine: Engine = db.engine if isinstance(db, Store) else db
+        # Written into every record opened here; None writes records that name no node
+        # (tests and tools; a serving edge always has one).
+        self.node = node
         self.flush_interval = flush_interval
         # Insertion-ordered: calls are written in the order they were first queued.
         self._pending: dict[str, _Pending] = {}
@@ -160,7 +171,7 @@ class CallRecorder:
         """Queue a new open record for a call that passed trunk identification."""
         if start.call_uuid in self._open or start.call_uuid in self._pending:
             raise ValueError(f"call record {start.call_uuid} is already open")
-        self._pending[start.call_uuid] = _Pending(insert=open_values(start))
+        self._pending[start.call_uuid] = _Pending(insert=open_values(start, self.node))
         self._open.add(start.call_uuid)
         self._nudge()
 
@@ -309,14 +320,17 @@ class CallRecorder:
     # -- crash recovery -------------------------------------------------------------
 
     async def recover_open_calls(self, now: datetime | None = None) -> int:
-        """Close every record left open by a previous process; returns how many."""
+        """Close the records this node's previous process left open (and those naming
+        no node: see the module docstring); returns how many."""
         moment = db_time(now or datetime.now(UTC))
-        closed = await asyncio.to_thread(close_abandoned_records, self.engine, moment, self._open)
+        closed = await asyncio.to_thread(
+            close_abandoned_records, self.engine, moment, self._open, self.node
+        )
         self.recovered += closed
         if closed:
             log.warning(
                 "closed call records left open by a previous run",
-                extra={"fields": {"count": closed}},
+                extra={"fields": {"count": closed, "node": self.node}},
             )
         return closed
 

@@ -35,7 +35,7 @@ import logging
 import ssl
 from typing import Any
 
-from opentrunk.config import Settings, split_host_port
+from opentrunk.config import Settings, node_id_of, split_host_port
 from opentrunk.domain.hangup_codes import crash_recovery, rtp_timeout
 from opentrunk.domain.limits import CallAdmission, LimitStore, MemoryLimitStore, RedisLimitStore
 from opentrunk.edge.auth import TrunkAuthenticator
@@ -89,7 +89,8 @@ class SipEdge:
             timers=TimerConfig(t1=settings.sip_t1),
         )
         self.config = config or EdgeConfig(store, settings)
-        self.recorder = CallRecorder(store)
+        self.node = node_id_of(settings)
+        self.recorder = CallRecorder(store, node=self.node)
         self.metrics = EdgeMetrics()
         self.metrics.bind(
             endpoint=self.endpoint,
@@ -97,7 +98,7 @@ class SipEdge:
             transactions=lambda: len(self.endpoint.layer),
         )
         if limit_store is None:
-            limit_store = self._limit_store(settings)
+            limit_store = self._limit_store(settings, self.node)
         self.admission = CallAdmission(limit_store)
         self.authenticator = TrunkAuthenticator()
         self.lockout = SourceLockout(
@@ -125,17 +126,19 @@ class SipEdge:
         self._renewer: asyncio.Task[None] | None = None
 
     @staticmethod
-    def _limit_store(settings: Settings) -> LimitStore:
+    def _limit_store(settings: Settings, node: str) -> LimitStore:
         if settings.redis_url:
             from redis.asyncio import Redis
 
-            return RedisLimitStore(Redis.from_url(settings.redis_url))
+            return RedisLimitStore(Redis.from_url(settings.redis_url), node=node)
         return MemoryLimitStore()
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.recorder.recover_open_calls()
+        # The previous process's shared concurrent-call slots go with its records.
+        await self.admission.release_node(self.node)
         await self.recorder.start()
         await self.media.start()
         self.media.set_timeout_handler(self._on_rtp_timeout)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, update
 
 from opentrunk.domain.hangup_codes import crash_recovery
 from opentrunk.domain.validation import InvalidParameter
@@ -110,18 +110,35 @@ def close_call_record(engine: Engine, call_uuid: str, values: Mapping[str, Any])
 
 
 def close_abandoned_records(
-    engine: Engine, now: datetime | None = None, live: Iterable[str] = ()
+    engine: Engine,
+    now: datetime | None = None,
+    live: Iterable[str] = (),
+    node: str | None = None,
+    *,
+    unnamed: bool = True,
 ) -> int:
-    """On start: close every record a crashed process left open (except the `live` calls of
-    the running process) with 5250 internal_error, source `zentrunk`, end time `now`, and
-    durations and charge 0: nobody saw the call end, so no length is billed. Returns how
-    many were closed."""
+    """Close the records a crashed edge process left open, with 5250 internal_error,
+    source `zentrunk`, end time `now`, and durations and charge 0: nobody saw the call
+    end, so no length is billed. Returns how many were closed.
+
+    Which records: the open ones of `node` (none when `node` is None), plus, when
+    `unnamed`, the open ones that name no node (written before migration 0004, when
+    records did not carry one), less the `live` calls of the running process. Another
+    node's records are never touched: they are its live calls."""
     now = now or utcnow()
     cause = crash_recovery()
-    statement = update(call_records).where(call_records.c.state == "open")
+    c = call_records.c
+    owners: list[ColumnElement[bool]] = []
+    if node is not None:
+        owners.append(c.node == node)
+    if unnamed:
+        owners.append(c.node.is_(None))
+    if not owners:
+        return 0
+    statement = update(call_records).where(c.state == "open", or_(*owners))
     keep = list(live)
     if keep:
-        statement = statement.where(call_records.c.call_uuid.not_in(keep))
+        statement = statement.where(c.call_uuid.not_in(keep))
     with engine.begin() as conn:
         result = conn.execute(
             statement.values(
@@ -136,6 +153,16 @@ def close_abandoned_records(
             )
         )
     return int(result.rowcount)
+
+
+def open_records_by_node(engine: Engine) -> dict[str | None, int]:
+    """How many records are open per edge node (None: records that name no node)."""
+    c = call_records.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.node, func.count()).where(c.state == "open").group_by(c.node)
+        ).all()
+    return {row[0]: int(row[1]) for row in rows}
 
 
 def parse_time(text: str, field: str) -> datetime:

@@ -210,6 +210,11 @@ call_records = Table(
     Column("packet_loss", Float, nullable=True),
     Column("post_dial_delay", Float, nullable=True),
     Column("quality_score", Float, nullable=True),
+    # The edge node that opened the record (config.node_id_of; migration 0004):
+    # crash recovery closes only its own node's open records. Null: written before 0004.
+    # Internal, never in the API's JSON. No index: recovery reads the few open records
+    # through ix_calls_state and filters those.
+    Column("node", String(64), nullable=True),
     # Index choice: see docs/api.md ("Call record indexes"). Every list query is
     # "account_id = ? [AND filter] AND end_time in window ORDER BY end_time DESC".
     Index("ix_calls_account_end", "account_id", "end_time"),
