@@ -73,6 +73,9 @@ class Settings:
     lockout_failures: int = 5
     lockout_window: float = 60.0
     lockout_duration: float = 300.0
+    # Overload control (edge/overload.py): new calls get 503 (4330) while the event loop
+    # runs more than this many seconds behind, tick after tick. 0 turns it off.
+    overload_lag: float = 0.25
     # Key that encrypts secrets at rest (Fernet, urlsafe base64). Empty: a key file is
     # generated under data_dir on first start with mode 0600.
     secret_key: str = ""

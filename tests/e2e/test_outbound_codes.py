@@ -158,6 +158,7 @@ COVERAGE: dict[int, str] = {
     4370: f"{HOPS}::test_invite_carrying_the_edge_via_is_482_and_recorded_4370",
     4380: f"{HOPS}::test_max_forwards_zero_is_483_and_recorded_4380",
     4080: "test_inbound_onnet.py::test_own_number_not_on_a_trunk_is_refused_on_net",
+    4330: "test_overload.py::test_overloaded_edge_refuses_new_calls_4330_and_keeps_the_call_up",
     4420: "test_inbound_calls.py::test_carrier_cancels",
     4430: f"{MEDIA_CODES}::test_srtp_key_the_relay_cannot_use_is_488_4430",
     4580: "test_delayed_offer.py::test_ack_without_the_answer_ends_the_call_4580",

@@ -16,6 +16,8 @@ Figures:
 - `opentrunk_sip_transport_*_total` (received, sent, parse_errors, dropped, oversized...)
   from `SipEndpoint.stats`, read at render time.
 - `opentrunk_call_records_*`: the recorder's queue, writes and write errors.
+- `opentrunk_overloaded`, `opentrunk_overload_refused_total`, `opentrunk_event_loop_lag_seconds`:
+  overload control (edge/overload.py).
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentrunk.domain.hangup_codes import BY_CODE, CallEnd
+
+if TYPE_CHECKING:
+    from opentrunk.edge.overload import OverloadGuard
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -108,6 +113,7 @@ class EdgeMetrics:
         self._endpoint: EndpointLike | None = None
         self._recorder: RecorderLike | None = None
         self._transactions: Callable[[], int] | None = None
+        self._overload: OverloadGuard | None = None
 
     def bind(
         self,
@@ -174,6 +180,10 @@ class EdgeMetrics:
     def rtp_timed_out(self) -> None:
         self.media_rtp_timeouts += 1
 
+    def bind_overload(self, guard: OverloadGuard) -> None:
+        """Read the overload guard's state at render time."""
+        self._overload = guard
+
     # -- rendering -----------------------------------------------------------------
 
     def families(self) -> list[_Family]:
@@ -235,6 +245,27 @@ class EdgeMetrics:
             ),
         ):
             out.append(_Family(name, "counter", help_text).add(value))
+        guard = self._overload
+        if guard is not None:
+            out.append(
+                _Family(
+                    "opentrunk_overloaded", "gauge", "1 while new calls are refused (4330)."
+                ).add(1 if guard.overloaded() else 0)
+            )
+            out.append(
+                _Family(
+                    "opentrunk_overload_refused_total",
+                    "counter",
+                    "New calls refused because the edge was overloaded (503, 4330).",
+                ).add(guard.refused)
+            )
+            out.append(
+                _Family(
+                    "opentrunk_event_loop_lag_seconds",
+                    "gauge",
+                    "How late the edge's event loop ran its last overload check.",
+                ).add(guard.lag)
+            )
         if self._transactions is not None:
             out.append(
                 _Family("opentrunk_sip_transactions_active", "gauge", "Live SIP transactions.").add(

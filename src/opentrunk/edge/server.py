@@ -36,10 +36,11 @@ import ssl
 from typing import Any
 
 from opentrunk.config import Settings, node_id_of, split_host_port
-from opentrunk.domain.hangup_codes import crash_recovery, rtp_timeout
+from opentrunk.domain.hangup_codes import crash_recovery, refusal, rtp_timeout
 from opentrunk.domain.limits import CallAdmission, LimitStore, MemoryLimitStore, RedisLimitStore
 from opentrunk.edge.auth import TrunkAuthenticator
 from opentrunk.edge.b2bua import CallRegistry, dispatch_in_dialog, hang_up
+from opentrunk.edge.bridge import reason_header
 from opentrunk.edge.config import EdgeConfig, trunk_id_of_host
 from opentrunk.edge.gc_policy import RollingFreeze, apply_serving_policy
 from opentrunk.edge.inbound import InboundCall
@@ -48,6 +49,7 @@ from opentrunk.edge.lockout import SourceLockout
 from opentrunk.edge.logs import event, set_call_uuid
 from opentrunk.edge.metrics import EdgeMetrics, set_current
 from opentrunk.edge.outbound import ALLOW, take_invite
+from opentrunk.edge.overload import RETRY_AFTER, OverloadGuard
 from opentrunk.edge.records import CallRecorder
 from opentrunk.edge.refer import handle_refer
 from opentrunk.edge.session_timer import SessionTimers
@@ -106,6 +108,8 @@ class SipEdge:
             window=settings.lockout_window,
             duration=settings.lockout_duration,
         )
+        self.overload = OverloadGuard(settings.overload_lag)
+        self.metrics.bind_overload(self.overload)
         self.registry = CallRegistry()
         self.locator = SipLocator()
         self.carrier_timeout = settings.carrier_timeout
@@ -152,9 +156,11 @@ class SipEdge:
             context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
             await self.endpoint.listen("tls", tls_host, tls_port, server_ssl=context)
         set_current(self.metrics)
+        self.overload.start()
         self._renewer = asyncio.create_task(self._renew_leases(), name="edge-leases")
 
     async def stop(self) -> None:
+        self.overload.stop()
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -227,6 +233,8 @@ class SipEdge:
         if in_dialog:
             return dispatch_in_dialog(self.endpoint, self.registry, incoming)
         if method == "INVITE":
+            if self.overload.overloaded():
+                return self._refuse_overloaded(incoming)
             if self._for_trunk_domain(request):
                 return take_invite(self, incoming)
             hops = self.hop_refusal(incoming)
@@ -241,6 +249,14 @@ class SipEdge:
         if method == "REFER":  # a transfer needs a call; outside one there is none
             return self._answer(incoming, 481)
         return self._answer(incoming, 405, (("Allow", ALLOW),))
+
+    def _refuse_overloaded(self, incoming: IncomingRequest) -> None:
+        """503 with Retry-After for a new call while the edge is overloaded (4330): no
+        trunk lookup, no record, as little work as an answer can be (edge/overload.py)."""
+        self.overload.refuse()
+        end = refusal(4330, "edge overloaded")
+        headers = (("Retry-After", str(RETRY_AFTER)), ("Reason", reason_header(end)))
+        self._answer(incoming, end.sip_status or 503, headers)
 
     def _answer(
         self, incoming: IncomingRequest, status: int, headers: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,130 @@
+"""Overload control: when the edge's event loop falls behind, new calls are refused at
+once (503, hangup code 4330 temporary_unavailable, "edge overloaded") so that the calls
+already up keep their signalling on time.
+
+Why the event loop's lag: everything the edge does for SIP runs on one loop, and when it
+has more work than time, every message waits behind the backlog: retransmissions pile
+on (RFC 3261 timers fire at 500 ms), more work arrives than is done, and calls in
+progress fail with the new ones (bench/edge_calls.py above its capacity: hundreds of
+408s). A 503 with Retry-After costs a parse and one response (RFC 3261 21.5.4: the
+PBX may try another server or retry later), a fraction of a call.
+
+`OverloadGuard` measures the lag with a timer every `INTERVAL` seconds: how late it
+fired. One late tick is a single pause (a garbage-collector reclaim, a slow callback)
+and does not count; `ticks` late ticks in a row, each later than `threshold`, mean a
+backlog, and the edge is overloaded from then until `hold` seconds after the last late
+tick. Only initial INVITEs are refused: requests inside calls, ACKs and
+retransmissions go on as before. The refusal happens before trunk identification, so
+it writes no call record (a record would be more work for a store that is behind too);
+it shows on the wire (Reason header), in the log and in `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["DEFAULT_THRESHOLD", "OverloadGuard"]
+
+log = logging.getLogger(__name__)
+
+INTERVAL: Final = 0.05
+DEFAULT_THRESHOLD: Final = 0.25  # seconds of lag per tick
+DEFAULT_TICKS: Final = 3
+DEFAULT_HOLD: Final = 1.0
+RETRY_AFTER: Final = 1  # seconds, in the 503's Retry-After
+
+
+class OverloadGuard:
+    """See the module docstring. `threshold` 0 turns the guard off."""
+
+    def __init__(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        *,
+        ticks: int = DEFAULT_TICKS,
+        hold: float = DEFAULT_HOLD,
+        interval: float = INTERVAL,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.threshold = threshold
+        self.ticks = ticks
+        self.hold = hold
+        self.interval = interval
+        self.on_change = on_change
+        self.lag = 0.0  # of the last tick, seconds
+        self.late_in_a_row = 0
+        self.refused = 0
+        self._until = float("-inf")
+        self._was_overloaded = False
+        self._expected = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold > 0
+
+    def start(self) -> None:
+        if not self.enabled or self._handle is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._schedule(self._loop.time())
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _schedule(self, now: float) -> None:
+        assert self._loop is not None
+        self._expected = now + self.interval
+        self._handle = self._loop.call_at(self._expected, self._tick)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self.observe(now - self._expected, now)
+        self._schedule(now)
+
+    def observe(self, lag: float, now: float) -> None:
+        """One tick that fired `lag` seconds late at `now` (loop time)."""
+        self.lag = lag
+        if lag > self.threshold:
+            self.late_in_a_row += 1
+            if self.late_in_a_row >= self.ticks:
+                self._until = now + self.hold
+        else:
+            self.late_in_a_row = 0
+        self._report(now)
+
+    def overloaded(self, now: float | None = None) -> bool:
+        """Should a new call be refused now?"""
+        if not self.enabled:
+            return False
+        if now is None:
+            if self._loop is None:
+                return False
+            now = self._loop.time()
+        return now < self._until
+
+    def refuse(self) -> None:
+        """Count one refused call."""
+        self.refused += 1
+
+    def _report(self, now: float) -> None:
+        overloaded = now < self._until
+        if overloaded == self._was_overloaded:
+            return
+        self._was_overloaded = overloaded
+        if overloaded:
+            log.warning(
+                "edge overloaded: event loop %.0f ms behind; refusing new calls (503, 4330)",
+                1000 * self.lag,
+            )
+        else:
+            log.warning("edge no longer overloaded; %d new calls were refused", self.refused)
+        if self.on_change is not None:
+            self.on_change(overloaded)
