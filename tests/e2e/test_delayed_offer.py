@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,6 +249,43 @@ def called_sipp(workdir: Path, xml: str, port: int) -> Sipp:
     return run
 
 
+StartSipp = Callable[[RtpPeer], Sipp]
+
+
+def carry_call(
+    edge: EdgeProcess,
+    workdir: Path,
+    start_called: StartSipp,
+    start_caller: StartSipp,
+    files: tuple[str, str] = (scenario.CALLER_PORT_FILE, scenario.CALLED_PORT_FILE),
+    check: Callable[[tuple[int, int]], Awaitable[None]] | None = None,
+) -> tuple[SippRun, SippRun]:
+    """One call with RTP (and RTCP) both ways: the called side's sipp starts first, then
+    the caller's, each given its own RTP peer; the media must cross the relay
+    (`exchange_media` with sipp's port `files`, then `check`). Returns (caller's run,
+    called side's run), both ended and successful."""
+    results: list[SippRun] = []
+
+    async def call() -> None:
+        caller_rtp, called_rtp = await RtpPeer().open(), await RtpPeer().open()
+        called = start_called(called_rtp)
+        caller = start_caller(caller_rtp)
+        try:
+            ports = await exchange_media(workdir, caller_rtp, called_rtp, files)
+            assert_media_crossed(edge, caller_rtp, called_rtp, ports)
+            if check is not None:
+                await check(ports)
+        finally:
+            results.extend(await asyncio.to_thread(wait_all, caller, called))
+            caller_rtp.close()
+            called_rtp.close()
+
+    run(call)
+    caller_run, called_run = results
+    ok(edge, caller_run, called_run)
+    return caller_run, called_run
+
+
 # -- calls carried ----------------------------------------------------------------------
 
 
@@ -256,31 +293,23 @@ def test_outbound_delayed_offer_carries_rtp_both_ways(
     do_edge: EdgeProcess, do_api: Api, tmp_path: Path
 ) -> None:
     setup = Setup(do_api)
-    results: list[SippRun] = []
-
-    async def call() -> None:
-        pbx_rtp, carrier_rtp = await RtpPeer().open(), await RtpPeer().open()
-        carrier = called_sipp(
-            tmp_path, scenario.called(scenario.peer_sdp(carrier_rtp.port, "carrier")),
-            setup.carrier_port,
-        )  # fmt: skip
-        xml = scenario.caller(
-            scenario.pbx_invite(setup.domain, setup.account.caller),
-            scenario.peer_sdp(pbx_rtp.port, "pbx"),
-            hold_ms=3500,
-        )
-        pbx = Sipp(xml, pbx_args(do_edge, setup.destination, timeout=20), tmp_path, "pbx").start()
-        try:
-            ports = await exchange_media(tmp_path, pbx_rtp, carrier_rtp)
-            assert_media_crossed(do_edge, pbx_rtp, carrier_rtp, ports)
-        finally:
-            results.extend(await asyncio.to_thread(wait_all, carrier, pbx))
-            pbx_rtp.close()
-            carrier_rtp.close()
-
-    run(call)
-    carrier_run, pbx_run = results
-    ok(do_edge, carrier_run, pbx_run)
+    _pbx_run, carrier_run = carry_call(
+        do_edge,
+        tmp_path,
+        lambda rtp: called_sipp(
+            tmp_path, scenario.called(scenario.peer_sdp(rtp.port, "carrier")), setup.carrier_port
+        ),
+        lambda rtp: Sipp(
+            scenario.caller(
+                scenario.pbx_invite(setup.domain, setup.account.caller),
+                scenario.peer_sdp(rtp.port, "pbx"),
+                hold_ms=3500,
+            ),
+            pbx_args(do_edge, setup.destination, timeout=20),
+            tmp_path,
+            "pbx",
+        ).start(),
+    )
     # The carrier was asked without an offer; the PBX's answer reached it in the ACK.
     assert without_offer(first_invite(carrier_run)), carrier_run.messages
     (ack,) = acks(carrier_run)
@@ -295,32 +324,28 @@ def test_inbound_delayed_offer_carries_rtp_both_ways(
 ) -> None:
     pbx_port = free_port()
     setup = setup_inbound(do_api, f"{HOST}:{pbx_port}")
-    results: list[SippRun] = []
-
-    async def call() -> None:
-        carrier_rtp, pbx_rtp = await RtpPeer().open(), await RtpPeer().open()
-        # The PBX rings with a 183 carrying its offer: the carrier must get the 183
-        # without it (an unreliable 18x cannot carry an offer to answer).
-        pbx_xml = scenario.called(scenario.peer_sdp(pbx_rtp.port, "pbx"), early_offer=True)
-        pbx = called_sipp(tmp_path, pbx_xml, pbx_port)
-        xml = scenario.caller(
-            scenario.carrier_invite("14155550123"),
-            scenario.peer_sdp(carrier_rtp.port, "carrier"),
-            hold_ms=3500,
-        )
-        args = [f"{HOST}:{do_edge.sip_port}", "-s", "+" + setup.number, *carrier_args(timeout=20)]
-        carrier = Sipp(xml, args, tmp_path, "carrier").start()
-        try:
-            ports = await exchange_media(tmp_path, carrier_rtp, pbx_rtp)
-            assert_media_crossed(do_edge, carrier_rtp, pbx_rtp, ports)
-        finally:
-            results.extend(await asyncio.to_thread(wait_all, carrier, pbx))
-            carrier_rtp.close()
-            pbx_rtp.close()
-
-    run(call)
-    carrier_run, pbx_run = results
-    ok(do_edge, carrier_run, pbx_run)
+    # The PBX rings with a 183 carrying its offer: the carrier must get the 183 without
+    # it (an unreliable 18x cannot carry an offer to answer).
+    args = [f"{HOST}:{do_edge.sip_port}", "-s", "+" + setup.number, *carrier_args(timeout=20)]
+    carrier_run, pbx_run = carry_call(
+        do_edge,
+        tmp_path,
+        lambda rtp: called_sipp(
+            tmp_path,
+            scenario.called(scenario.peer_sdp(rtp.port, "pbx"), early_offer=True),
+            pbx_port,
+        ),
+        lambda rtp: Sipp(
+            scenario.caller(
+                scenario.carrier_invite("14155550123"),
+                scenario.peer_sdp(rtp.port, "carrier"),
+                hold_ms=3500,
+            ),
+            args,
+            tmp_path,
+            "carrier",
+        ).start(),
+    )
     assert without_offer(first_invite(pbx_run)), pbx_run.messages
     progress = carrier_run.messages.split("SIP/2.0 183", 1)[1].split("SIP/2.0 200", 1)[0]
     assert "m=audio" not in progress, carrier_run.messages
@@ -337,34 +362,33 @@ def test_reinvite_without_sdp_gets_the_answer_in_the_far_ack(
     carrier's 200 carries the offer, the PBX's ACK the answer, which the carrier's ACK
     must carry; media still flows through the same relay ports."""
     setup = Setup(do_api)
-    results: list[SippRun] = []
 
-    async def call() -> None:
-        pbx_rtp, carrier_rtp = await RtpPeer().open(), await RtpPeer().open()
-        carrier_offer = scenario.peer_sdp(carrier_rtp.port, "carrier")
-        carrier_xml = scenario.called(carrier_offer, reinvite=True)
-        carrier = called_sipp(tmp_path, carrier_xml, setup.carrier_port)
-        xml = scenario.caller(
-            scenario.pbx_invite(setup.domain, setup.account.caller),
-            scenario.peer_sdp(pbx_rtp.port, "pbx"),
-            hold_ms=3500,
-            reinvite=True,
-        )
-        pbx = Sipp(xml, pbx_args(do_edge, setup.destination, timeout=20), tmp_path, "pbx").start()
-        files = (scenario.CALLER_REINVITE_PORT_FILE, scenario.CALLED_REINVITE_PORT_FILE)
-        try:
-            ports = await exchange_media(tmp_path, pbx_rtp, carrier_rtp, files)
-            assert_media_crossed(do_edge, pbx_rtp, carrier_rtp, ports)
-            first = await relay_port(tmp_path, scenario.CALLED_PORT_FILE)
-            assert ports[1] == first  # the carrier's relay port did not move
-        finally:
-            results.extend(await asyncio.to_thread(wait_all, carrier, pbx))
-            pbx_rtp.close()
-            carrier_rtp.close()
+    async def same_carrier_port(ports: tuple[int, int]) -> None:
+        first = await relay_port(tmp_path, scenario.CALLED_PORT_FILE)
+        assert ports[1] == first  # the carrier's relay port did not move
 
-    run(call)
-    carrier_run, pbx_run = results
-    ok(do_edge, carrier_run, pbx_run)
+    _pbx_run, carrier_run = carry_call(
+        do_edge,
+        tmp_path,
+        lambda rtp: called_sipp(
+            tmp_path,
+            scenario.called(scenario.peer_sdp(rtp.port, "carrier"), reinvite=True),
+            setup.carrier_port,
+        ),
+        lambda rtp: Sipp(
+            scenario.caller(
+                scenario.pbx_invite(setup.domain, setup.account.caller),
+                scenario.peer_sdp(rtp.port, "pbx"),
+                hold_ms=3500,
+                reinvite=True,
+            ),
+            pbx_args(do_edge, setup.destination, timeout=20),
+            tmp_path,
+            "pbx",
+        ).start(),
+        files=(scenario.CALLER_REINVITE_PORT_FILE, scenario.CALLED_REINVITE_PORT_FILE),
+        check=same_carrier_port,
+    )
     reinvite = carrier_run.messages.split("INVITE sip:")[2]
     assert without_offer("INVITE sip:" + reinvite.split("\n\n\n", 1)[0]), reinvite
     record = setup.account.call_record(setup.destination)

@@ -15,6 +15,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from e2e.test_media_calls import HOST, run
 from media.peers import RtpPeer, sdp_crypto_key, sdp_port, srtp_session
 from opentrunk.edge.tls_cert import write_dev_cert
 from opentrunk.media.rtp import build_rtp
+from opentrunk.sip.message import Request, Response
 
 pytestmark = pytest.mark.sipp
 
@@ -87,22 +89,53 @@ def records(setup: Inbound, timeout: float = 5.0) -> dict[str, dict[str, object]
         time.sleep(0.1)
 
 
+@dataclass
+class OnNetCall:
+    """An on-net call placed from the calling PBX (UDP, plain RTP) to a secure number
+    whose TLS PBX answers; `final` is what the calling PBX got, `invite` what the called
+    PBX did."""
+
+    called: TlsPbx
+    calling: Pbx
+    calling_rtp: RtpPeer
+    called_rtp: RtpPeer
+    final: Response
+    invite: Request
+
+    def close(self) -> None:
+        close_all(self.calling_rtp, self.called_rtp, self.calling, self.called)
+
+
+async def place_on_net(
+    edge: EdgeProcess,
+    api: Api,
+    pbx_cert: tuple[Path, Path],
+    holder: dict[str, Inbound],
+    *,
+    srtp_answer: bool,
+) -> OnNetCall:
+    called = await TlsPbx(pbx_cert).listen()
+    setup, domain = secure_number(api, called.port)
+    holder["setup"] = setup
+    calling_rtp, called_rtp = await RtpPeer().open(), await RtpPeer().open()
+    sock = await SipSocket.udp((HOST, edge.sip_port))
+    calling = Pbx(sock, domain, setup.account.caller, setup.number)
+    answering = asyncio.create_task(called.answer(lambda _o: called_rtp.sdp(srtp=srtp_answer)))
+    final = await calling.call(calling_rtp.sdp())
+    invite = await answering
+    return OnNetCall(called, calling, calling_rtp, called_rtp, final, invite)
+
+
 def test_on_net_call_to_a_secure_trunk_gets_tls_and_srtp(
     secure_edge: EdgeProcess, secure_api: Api, pbx_cert: tuple[Path, Path]
 ) -> None:
     holder: dict[str, Inbound] = {}
 
     async def scenario() -> None:
-        called = await TlsPbx(pbx_cert).listen()
-        setup, domain = secure_number(secure_api, called.port)
-        holder["setup"] = setup
-        calling_rtp, called_rtp = await RtpPeer().open(), await RtpPeer().open()
-        sock = await SipSocket.udp((HOST, secure_edge.sip_port))
-        calling = Pbx(sock, domain, setup.account.caller, setup.number)
-        answering = asyncio.create_task(called.answer(lambda _o: called_rtp.sdp(srtp=True)))
-        final = await calling.call(calling_rtp.sdp())
+        on_net = await place_on_net(secure_edge, secure_api, pbx_cert, holder, srtp_answer=True)
+        called, calling, final, invite = on_net.called, on_net.calling, on_net.final, on_net.invite
+        calling_rtp, called_rtp = on_net.calling_rtp, on_net.called_rtp
         assert final.status == 200, final.start_line()
-        invite = await answering
         # The called PBX: over TLS (its listener took the connection), SDES offer from
         # the relay, nothing of the calling PBX's media in it.
         assert called.connections == 1
@@ -128,7 +161,7 @@ def test_on_net_call_to_a_secure_trunk_gets_tls_and_srtp(
         assert bye.status == 200
         called_bye = await called.wait_request("BYE", 5)
         called.respond(called_bye, 200)
-        close_all(calling_rtp, called_rtp, calling, called)
+        on_net.close()
 
     run(scenario)
     found = records(holder["setup"])
@@ -148,20 +181,12 @@ def test_called_pbx_answering_plain_rtp_ends_4640(
     holder: dict[str, Inbound] = {}
 
     async def scenario() -> None:
-        called = await TlsPbx(pbx_cert).listen()
-        setup, domain = secure_number(secure_api, called.port)
-        holder["setup"] = setup
-        calling_rtp, called_rtp = await RtpPeer().open(), await RtpPeer().open()
-        sock = await SipSocket.udp((HOST, secure_edge.sip_port))
-        calling = Pbx(sock, domain, setup.account.caller, setup.number)
-        answering = asyncio.create_task(called.answer(lambda _o: called_rtp.sdp()))
-        final = await calling.call(calling_rtp.sdp())
-        await answering
-        assert final.status == 488, final.start_line()
+        on_net = await place_on_net(secure_edge, secure_api, pbx_cert, holder, srtp_answer=False)
+        assert on_net.final.status == 488, on_net.final.start_line()
         # The called PBX's answered dialog is not left up.
-        called_bye = await called.wait_request("BYE", 5)
-        called.respond(called_bye, 200)
-        close_all(calling_rtp, called_rtp, calling, called)
+        called_bye = await on_net.called.wait_request("BYE", 5)
+        on_net.called.respond(called_bye, 200)
+        on_net.close()
 
     run(scenario)
     found = records(holder["setup"])
