@@ -186,24 +186,30 @@ class Pbx(Peer):
 
     async def call(self, sdp: bytes, timeout: float = 8.0) -> Response:
         """INVITE with `sdp`; returns the final response (ACKed when 2xx)."""
+        final = await self.invite(sdp, timeout)
+        if final.status < 300:
+            self.sock.send(self._in_dialog("ACK", 1))
+        return final
+
+    async def invite(self, sdp: bytes | None, timeout: float = 8.0) -> Response:
+        """INVITE with `sdp` (None: a delayed offer, no body); returns the final response.
+        A non-2xx final is ACKed here (the transaction's ACK); a 2xx is left to the
+        caller to ACK (with the answer, for a delayed offer)."""
         uri = f"sip:+{self.destination}@{self.domain}"
         self.invite_at = asyncio.get_running_loop().time()
-        self.sock.send(
-            _text(
-                [
-                    f"INVITE {uri} SIP/2.0",
-                    self._via(),
-                    f"From: <sip:+{self.caller}@{HOST}>;tag={self.tag}",
-                    f"To: <{uri}>",
-                    f"Call-ID: {self.call_id}",
-                    "CSeq: 1 INVITE",
-                    self._contact(),
-                    "Max-Forwards: 70",
-                    "Content-Type: application/sdp",
-                ],
-                sdp,
-            )
-        )
+        lines = [
+            f"INVITE {uri} SIP/2.0",
+            self._via(),
+            f"From: <sip:+{self.caller}@{HOST}>;tag={self.tag}",
+            f"To: <{uri}>",
+            f"Call-ID: {self.call_id}",
+            "CSeq: 1 INVITE",
+            self._contact(),
+            "Max-Forwards: 70",
+        ]
+        if sdp is not None:
+            lines.append("Content-Type: application/sdp")
+        self.sock.send(_text(lines, sdp or b""))
         final = await self.wait_for(
             lambda m: isinstance(m, Response) and m.cseq.method == "INVITE" and m.status >= 200,
             timeout,
@@ -213,7 +219,6 @@ class Pbx(Peer):
             self.answer = final
             self.remote_tag = final.to.tag or ""
             self.target = str(final.contacts[0].uri)
-            self.sock.send(self._in_dialog("ACK", 1))
         else:
             to = final.headers.get("To")
             self.sock.send(

@@ -37,7 +37,7 @@ from e2e.harness import (
     wait_udp,
 )
 from e2e.inbound_harness import ORIGINATION_TIMEOUTS, Inbound, inbound_client, setup_inbound
-from e2e.media_peers import Pbx, SipSocket, _text, close_all
+from e2e.media_peers import Pbx, SipSocket, close_all
 from e2e.media_traffic import Impairment, RtcpResponder, Stream, send_stream
 from e2e.test_inbound_secure_inbound import Certs, TlsPbx, certs, secure_setup
 from e2e.test_media_calls import Setup, run
@@ -211,33 +211,6 @@ def assert_figures(view: dict[str, object]) -> None:
 class DelayedPbx(Pbx):
     """A hand-driven PBX whose INVITE has no SDP and which decides when (and with what)
     it ACKs the 200."""
-
-    async def invite(self, timeout: float = 8.0) -> Response:
-        uri = f"sip:+{self.destination}@{self.domain}"
-        self.sock.send(
-            _text(
-                [
-                    f"INVITE {uri} SIP/2.0",
-                    self._via(),
-                    f"From: <sip:+{self.caller}@{HOST}>;tag={self.tag}",
-                    f"To: <{uri}>",
-                    f"Call-ID: {self.call_id}",
-                    "CSeq: 1 INVITE",
-                    self._contact(),
-                    "Max-Forwards: 70",
-                ]
-            )
-        )
-        final = await self.wait_for(
-            lambda m: isinstance(m, Response) and m.cseq.method == "INVITE" and m.status >= 200,
-            timeout,
-        )
-        assert isinstance(final, Response)
-        if final.status < 300:
-            self.answer = final
-            self.remote_tag = final.to.tag or ""
-            self.target = str(final.contacts[0].uri)
-        return final
 
     def ack(self, answer: bytes) -> None:
         self.sock.send(self._in_dialog("ACK", 1, answer))
@@ -480,7 +453,7 @@ def test_no_ack_within_64_t1_acks_the_far_leg_then_byes_both(
             sock = await SipSocket.udp((HOST, short_t1_edge.sip_port))
             pbx = DelayedPbx(sock, setup.domain, setup.account.caller, setup.destination)
             try:
-                final = await pbx.invite()
+                final = await pbx.invite(None)
                 assert final.status == 200 and b"m=audio" in final.body, final.start_line()
                 # Never ACKed: after 64*T1 the edge gives up on the PBX's ACK.
                 bye = await pbx.wait_request("BYE", 8)
@@ -518,7 +491,7 @@ def _secure_call(edge: EdgeProcess, api: Api, workdir: Path, srtp_answer: bool) 
         sock = await SipSocket.tls((HOST, edge.tls_port), edge.cafile)  # type: ignore[attr-defined]
         pbx = DelayedPbx(sock, setup.domain, setup.account.caller, setup.destination)
         try:
-            final = await pbx.invite()
+            final = await pbx.invite(None)
             assert final.status == 200, final.start_line()
             # The carrier offered plain RTP; the PBX is offered SRTP (SDES) by the relay.
             assert b"RTP/SAVP" in final.body and b"a=crypto:" in final.body, final.body
@@ -617,7 +590,7 @@ def _secure_inbound_call(
         carrier = DelayedPbx(sock, HOST, "14155550199", setup.number)
         answering = asyncio.create_task(pbx.answer(lambda _o: pbx_rtp.sdp(srtp=srtp_offer)))
         try:
-            final = await carrier.invite()
+            final = await carrier.invite(None)
             if final.status == 200:
                 carrier.ack(carrier_rtp.sdp())
             invite = await answering
