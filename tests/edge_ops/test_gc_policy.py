@@ -81,6 +81,9 @@ out["refrozen"] = gc.get_freeze_count() > 10000
 grower = RollingFreeze(growth=1.0, min_growth=100_000, reclaim_every=1e9)
 out["due_small"] = grower.due(grower.baseline + 1000, 0.0)
 out["due_grown"] = grower.due(2 * grower.baseline + 100_001, 0.0)
+# An overloaded edge (busy) puts a due reclaim off: its pause would deepen the backlog.
+busy = RollingFreeze(reclaim_every=0.0, clock=lambda: 0.0, busy=lambda: True)
+out["reclaim_while_busy"] = busy.step() is not None
 print(json.dumps(out))
 """
 
@@ -102,4 +105,5 @@ def test_rolling_freeze_keeps_old_objects_out_of_collections_and_reclaims() -> N
         "refrozen": True,
         "due_small": False,
         "due_grown": True,
+        "reclaim_while_busy": False,
     }

@@ -69,3 +69,27 @@ def test_a_loop_that_falls_behind_is_overloaded_then_recovers(use_uvloop: bool) 
     else:
         result = asyncio.run(main())
     assert result == (False, True, False)
+
+
+def test_a_full_receive_queue_counts_as_late_even_with_timers_on_time() -> None:
+    guard = OverloadGuard(0.25, ticks=3, hold=1.0, fill=0.25)
+    for step in range(3):
+        guard.observe(0.01, now=10.0 + 0.05 * step, fill=0.6)
+    assert guard.overloaded(10.2)
+    assert guard.queue_fill == 0.6
+
+
+def test_the_tick_reads_the_watched_queues() -> None:
+    fills = iter([0.0, 0.9, 0.9, 0.9, 0.0, 0.0, 0.0, 0.0])
+
+    async def main() -> bool:
+        guard = OverloadGuard(10.0, ticks=3, hold=5.0, interval=0.01)
+        guard.watch_queue(lambda: next(fills, 0.0))
+        guard.start()
+        try:
+            await asyncio.sleep(0.1)
+            return guard.overloaded()
+        finally:
+            guard.stop()
+
+    assert asyncio.run(main()) is True

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from transport_helpers import Collector, options, run
 
-from opentrunk.transport.udp import RECEIVE_BUFFER, UdpTransport, grow_receive_buffer
+from opentrunk.transport.udp import (
+    RECEIVE_BUFFER,
+    UdpTransport,
+    grow_receive_buffer,
+    receive_queue,
+)
 
 LOOPS = pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
 # ~1 KB requests, as many as the default buffer (~200 KiB, ~90 such datagrams as the
@@ -60,3 +65,44 @@ def test_a_burst_while_the_loop_is_busy_is_not_dropped(use_uvloop: bool) -> None
             await udp.close()
 
     run(main(), uvloop=use_uvloop)
+
+
+@LOOPS
+def test_queue_fill_shows_datagrams_the_loop_has_not_read(use_uvloop: bool) -> None:
+    async def main() -> tuple[float, float]:
+        udp = UdpTransport(Collector())
+        await udp.start("127.0.0.1", 0)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            empty = udp.queue_fill()
+            for n in range(500):  # the loop is not running: nothing reads them
+                sender.sendto(
+                    options(branch=f"z9hG4bK-fill{n}", call_id=f"fill-{n}@test", extra=PADDING),
+                    ("127.0.0.1", udp.local_address.port),
+                )
+            time.sleep(0.05)
+            return empty, udp.queue_fill()
+        finally:
+            sender.close()
+            await udp.close()
+
+    empty, queued = run(main(), uvloop=use_uvloop)
+    assert empty == 0.0
+    # 500 datagrams of ~1 KB, booked at ~2.3 KB each against an 8 MiB queue.
+    assert 0.05 < queued < 0.5
+
+
+def test_receive_queue_counts_the_kernels_drops() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as small,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        small.bind(("127.0.0.1", 0))
+        for _ in range(200):
+            sender.sendto(b"x" * 1000, small.getsockname())
+        time.sleep(0.05)
+        queue = receive_queue(small)
+    assert queue is not None
+    waiting, size, drops = queue
+    assert 0 < waiting <= size + 2500 and drops > 100

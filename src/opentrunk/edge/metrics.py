@@ -266,6 +266,13 @@ class EdgeMetrics:
                     "How late the edge's event loop ran its last overload check.",
                 ).add(guard.lag)
             )
+            out.append(
+                _Family(
+                    "opentrunk_sip_receive_queue_fill",
+                    "gauge",
+                    "How full the SIP UDP receive queue was at the last overload check (0-1).",
+                ).add(guard.queue_fill)
+            )
         if self._transactions is not None:
             out.append(
                 _Family("opentrunk_sip_transactions_active", "gauge", "Live SIP transactions.").add(

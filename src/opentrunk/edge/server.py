@@ -62,6 +62,7 @@ from opentrunk.store.store import Store
 from opentrunk.transport.base import same_host
 from opentrunk.transport.dns import SipLocator
 from opentrunk.transport.endpoint import IncomingRequest, SipEndpoint
+from opentrunk.transport.udp import UdpTransport
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,8 @@ class SipEdge:
         self.media.set_timeout_handler(self._on_rtp_timeout)
         host, port = self.settings.sip_host_port
         udp = await self.endpoint.listen("udp", host, port)
+        if isinstance(udp, UdpTransport):
+            self.overload.watch_queue(udp.queue_fill)
         # TCP on the same port as UDP (RFC 3261 18): with port 0, the one UDP got.
         await self.endpoint.listen("tcp", host, port or udp.local_address.port)
         if self.settings.tls_cert and self.settings.tls_key:
@@ -300,7 +303,9 @@ async def run_edge(settings: Settings, store: Store) -> None:
     # Startup is done: freeze its heap, tune the collector for serving, and keep live
     # call state out of its scans from now on (gc_policy).
     apply_serving_policy()
-    freezer = asyncio.create_task(RollingFreeze().run(), name="gc-rolling-freeze")
+    freezer = asyncio.create_task(
+        RollingFreeze(busy=edge.overload.overloaded).run(), name="gc-rolling-freeze"
+    )
     for name, transport in edge.endpoint.transports.items():
         local = transport.local_address
         announce(f"SIP edge on {name} {local.host}:{local.port}")

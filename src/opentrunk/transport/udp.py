@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import socket
+import struct
 from typing import Any, Final
 
 from opentrunk.sip.message import Message
@@ -40,6 +41,26 @@ DEFAULT_MAX_DATAGRAM = 65_507
 RECEIVE_BUFFER: Final = 4 << 20
 
 log = logging.getLogger(__name__)
+
+
+# getsockopt(SOL_SOCKET, SO_MEMINFO) (Linux 4.12+; not named by Python's socket module):
+# the socket's memory counters, of which the first two are what waits in its receive
+# queue and the queue's size, and the ninth the datagrams it dropped.
+_SO_MEMINFO: Final = 55
+_MEMINFO = struct.Struct("9I")
+
+
+def receive_queue(sock: Any) -> tuple[int, int, int] | None:
+    """(bytes waiting, receive buffer size, datagrams dropped) of a UDP socket, as the
+    kernel books them; None where the kernel cannot say."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size)
+    except (OSError, AttributeError):
+        return None
+    if len(raw) < _MEMINFO.size:
+        return None
+    fields = _MEMINFO.unpack(raw)
+    return fields[0], fields[1], fields[8]
 
 
 def grow_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> int:
@@ -137,6 +158,16 @@ class UdpTransport(Transport):
         if self._errors is not None:
             self._errors.close()
             self._errors = None
+
+    def queue_fill(self) -> float:
+        """How full the socket's receive queue is (0 to 1): datagrams the edge has not
+        read yet. The event loop can keep its timers on time while this grows, so it is
+        the other half of the overload signal (edge/overload.py)."""
+        sock = None if self._socket is None else self._socket.get_extra_info("socket")
+        queue = None if sock is None else receive_queue(sock)
+        if queue is None or queue[1] == 0:
+            return 0.0
+        return queue[0] / queue[1]
 
     def icmp_error(self, exc: Exception) -> None:
         """The socket reported an error: read the queued ICMP errors and fail sends to each
