@@ -48,6 +48,9 @@ __all__ = ["NgClient", "PeerReport", "RtpengineBackend", "peer_report"]
 
 log = logging.getLogger(__name__)
 
+# Seconds `close` waits for the timeout watchdog to end once cancelled.
+CLOSE_WAIT = 2.0
+
 # The SDES suites rtpengine 10.5 knows besides AES_CM_128_HMAC_SHA1_80.
 _OTHER_SDES_SUITES = (
     "AEAD_AES_256_GCM",
@@ -120,11 +123,13 @@ class NgClient:
         try:
             for _ in range(self.attempts):
                 self._transport.sendto(packet)
-                try:
-                    reply = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races the reply (CPython gh-86296), and a watchdog
+                # cancelled that way never stopped, hanging the edge's shutdown.
+                done, _ = await asyncio.wait((future,), timeout=self.timeout)
+                if done:
+                    reply = future.result()
                     break
-                except TimeoutError:
-                    continue
             else:
                 raise MediaError(f"rtpengine did not answer {command}")
         finally:
@@ -294,8 +299,8 @@ class RtpengineBackend:
     async def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            # Bounded: a stop must never wait on rtpengine (or on a lost cancellation).
+            await asyncio.wait((self._watchdog,), timeout=CLOSE_WAIT)
             self._watchdog = None
         for call_id in list(self._calls):
             with contextlib.suppress(MediaError):
