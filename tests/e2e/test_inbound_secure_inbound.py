@@ -51,6 +51,20 @@ class Certs:
     untrusted: tuple[Path, Path]  # a pair nobody vouches for
 
 
+def tls_edge_env(data: Path, trusted: Path, media_ports: tuple[int, int]) -> dict[str, str]:
+    """An edge's environment with a TLS listener of its own (a development pair under
+    `data`), trusting the certificate in `trusted`, with its own media port range."""
+    own = write_dev_cert(data / "tls", [HOST])
+    return {
+        **ORIGINATION_TIMEOUTS,
+        "OPENTRUNK_MEDIA_PORTS": f"{media_ports[0]}-{media_ports[1]}",
+        "OPENTRUNK_SIP_TLS": f"{HOST}:{free_port()}",
+        "OPENTRUNK_TLS_CERT": str(own.cert_path),
+        "OPENTRUNK_TLS_KEY": str(own.key_path),
+        "SSL_CERT_FILE": str(trusted),
+    }
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     base = tmp_path_factory.mktemp("pbx-certs")
@@ -66,15 +80,7 @@ def secure_edge(
     """The edge with a TLS listener of its own, trusting the PBX's certificate, on the
     embedded relay and on rtpengine (the same SRTP offer and checks either way)."""
     data = tmp_path_factory.mktemp(f"secure-inbound-{request.param}")
-    own = write_dev_cert(data / "tls", [HOST])
-    env = {
-        **ORIGINATION_TIMEOUTS,
-        "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}",
-        "OPENTRUNK_SIP_TLS": f"{HOST}:{free_port()}",
-        "OPENTRUNK_TLS_CERT": str(own.cert_path),
-        "OPENTRUNK_TLS_KEY": str(own.key_path),
-        "SSL_CERT_FILE": str(certs.trusted[0]),
-    }
+    env = tls_edge_env(data, certs.trusted[0], (LOW, HIGH))
     with contextlib.ExitStack() as stack:
         if request.param == "rtpengine":
             ng_port = stack.enter_context(

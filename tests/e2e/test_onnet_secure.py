@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from e2e.harness import Api, EdgeProcess, free_port
-from e2e.inbound_harness import ORIGINATION_TIMEOUTS, Inbound, inbound_client, setup_inbound
+from e2e.inbound_harness import Inbound, inbound_client, setup_inbound
 from e2e.media_peers import Pbx, SipSocket, close_all
-from e2e.test_inbound_secure_inbound import TlsPbx
+from e2e.test_inbound_secure_inbound import TlsPbx, tls_edge_env
 from e2e.test_media_calls import HOST, run
 from media.peers import RtpPeer, sdp_crypto_key, sdp_port, srtp_session
 from opentrunk.edge.tls_cert import write_dev_cert
@@ -49,15 +49,7 @@ def secure_edge(
 ) -> Iterator[EdgeProcess]:
     """An edge with a TLS listener, trusting the called PBX's certificate."""
     data = tmp_path_factory.mktemp("onnet-secure")
-    own = write_dev_cert(data / "tls", [HOST])
-    env = {
-        **ORIGINATION_TIMEOUTS,
-        "OPENTRUNK_MEDIA_PORTS": f"{LOW}-{HIGH}",
-        "OPENTRUNK_SIP_TLS": f"{HOST}:{free_port()}",
-        "OPENTRUNK_TLS_CERT": str(own.cert_path),
-        "OPENTRUNK_TLS_KEY": str(own.key_path),
-        "SSL_CERT_FILE": str(pbx_cert[0]),
-    }
+    env = tls_edge_env(data, pbx_cert[0], (LOW, HIGH))
     with EdgeProcess(data, env=env) as process:
         yield process
 
