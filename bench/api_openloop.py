@@ -11,14 +11,12 @@ docs/perf-api.md, "Why the tail appeared at a fixed rate").
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from cbuild import built
 
 SOURCE = Path(__file__).resolve().parent / "api_openloop.c"
 GRACE_S = 15.0  # the generator waits up to 10 s for late answers; a margin on top
@@ -77,21 +75,8 @@ class OpenLoopResult:
 
 
 def generator_path() -> Path:
-    """The compiled generator, built once per source version into the temp directory."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    exe = Path(tempfile.gettempdir()) / f"opentrunk-openloop-{digest}"
-    if not exe.exists():
-        compiler = shutil.which("cc") or shutil.which("gcc")
-        if compiler is None:
-            raise RuntimeError("the open-loop generator needs a C compiler (apt-get install gcc)")
-        building = exe.with_suffix(f".{os.getpid()}")
-        subprocess.run(
-            [compiler, "-O2", "-Wall", "-o", str(building), str(SOURCE)],
-            check=True,
-            capture_output=True,
-        )
-        building.replace(exe)
-    return exe
+    """The compiled generator (built on first use, bench/cbuild.py)."""
+    return built(SOURCE, "openloop")
 
 
 def parse_report(text: str, rate: float) -> OpenLoopResult:

@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import os
 import shutil
@@ -68,6 +67,7 @@ from pathlib import Path
 
 import uvloop
 
+from cbuild import built
 from opentrunk.media.relay import RelayConfig
 from opentrunk.media.relay_process import RelayProcess
 from opentrunk.media.rtpengine import RtpengineBackend
@@ -104,21 +104,8 @@ class Result:
 
 
 def generator_path() -> Path:
-    """The compiled generator, built once per source version into the temp directory."""
-    digest = hashlib.sha256(GENERATOR.read_bytes()).hexdigest()[:12]
-    exe = Path(tempfile.gettempdir()) / f"opentrunk-rtpgen-{digest}"
-    if not exe.exists():
-        compiler = shutil.which("cc") or shutil.which("gcc")
-        if compiler is None:
-            raise RuntimeError("the RTP generator needs a C compiler (apt-get install gcc)")
-        building = exe.with_suffix(f".{os.getpid()}")
-        subprocess.run(
-            [compiler, "-O2", "-Wall", "-o", str(building), str(GENERATOR)],
-            check=True,
-            capture_output=True,
-        )
-        building.replace(exe)
-    return exe
+    """The compiled generator (built on first use, bench/cbuild.py)."""
+    return built(GENERATOR, "rtpgen")
 
 
 def pin(cpu: int, pid: int = 0) -> None:
