@@ -18,7 +18,7 @@ from opentrunk.edge.media_session import (
     missing_answer,
     rejecting_answer,
 )
-from opentrunk.edge.outbound import trunk_admits
+from opentrunk.edge.secure import transport_matches
 from opentrunk.media.backend import MediaError, MediaSdpError, PortsExhausted
 from opentrunk.media.relay import RelayConfig, RtpRelay
 from opentrunk.sip.sdp import parse_sdp
@@ -142,7 +142,7 @@ def test_rows_after_answer_end_by_bye() -> None:
         (True, "tls", offer(4000, "RTP/SAVP", KEY), True),
     ],
 )
-def test_trunk_admits_a_delayed_offer_on_tls_alone(
+def test_a_delayed_offer_is_admitted_on_tls_alone(
     secure: bool, transport: str, body: bytes, admitted: bool
 ) -> None:
-    assert trunk_admits(secure, transport, body, SDP if body else None) is admitted
+    assert transport_matches(secure, transport, body, SDP if body else None) is admitted

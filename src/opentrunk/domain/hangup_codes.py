@@ -46,6 +46,11 @@ class Side(StrEnum):
     def source(self) -> HangupSource:
         return HangupSource(self.value)
 
+    @property
+    def other(self) -> Side:
+        """The B2BUA's other leg."""
+        return Side.CARRIER if self is Side.CUSTOMER else Side.CUSTOMER
+
 
 @dataclass(frozen=True)
 class HangupCause:

@@ -397,14 +397,11 @@ class LegPlacer:
         if self.delayed_offer:
             # The 2xx carried the offer: its ACK carries the answer, which the near
             # side's ACK brings (b2bua.dispatch_in_dialog sends it on).
-            self.held_ack = HeldAck(self.near_side_of_call(), self.answer_sdp)
+            # The near side: the one whose INVITE this leg answers.
+            self.held_ack = HeldAck(self.far_side.other, self.answer_sdp)
         else:
             self.edge.endpoint.send_ack(dialog.create_ack(), attempt.dest)
         return self.on_answer(attempt, final, leg)
-
-    def near_side_of_call(self) -> Side:
-        """The side whose INVITE this leg answers (the other side of `far_side`)."""
-        return Side.CUSTOMER if self.far_side is Side.CARRIER else Side.CARRIER
 
 
 class BridgedCall(LegPlacer):
@@ -415,7 +412,7 @@ class BridgedCall(LegPlacer):
 
     def __init__(self, edge: SipEdge, incoming: IncomingRequest, timers: AttemptTimers) -> None:
         super().__init__(edge, str(uuid.uuid4()), timers)
-        self.far_side = Side.CARRIER if self.near_side is Side.CUSTOMER else Side.CUSTOMER
+        self.far_side = self.near_side.other
         self.incoming = incoming
         self.request = incoming.request
         self.initiation_time = utcnow()

@@ -8,7 +8,7 @@ answer or failure.
    as there is no account);
 3. trunk or account disabled (403, 4540), inbound-only trunk (403, 4070), transport or
    SRTP not matching the trunk's `secure` flag (403, 4110; an INVITE without SDP, a
-   delayed offer, is checked for TLS alone: `trunk_admits`);
+   delayed offer, is checked for TLS alone: `secure.transport_matches`);
 4. authentication (`edge.auth`): a 407 challenge is not an end (no record); a failure is
    403, 4060, counted towards the source's lockout;
 4b. hops (`SipEdge.hop_refusal`): Max-Forwards 0 is 483 (4380), an INVITE carrying the
@@ -114,16 +114,6 @@ __all__ = [
     "dial_carriers",
     "take_invite",
 ]
-
-
-def trunk_admits(trunk_secure: bool, transport: str, body: bytes, content_type: str | None) -> bool:
-    """Step 3's transport and SRTP check (`secure.transport_matches`). An INVITE without
-    a body (a delayed offer) has no SRTP to show: on a secure trunk TLS is enough, as
-    the edge itself offers SDES towards the PBX in its 200 and the PBX's answer in the
-    ACK must take it (else the call ends 4430)."""
-    if not body:
-        return (transport.lower() == "tls") == trunk_secure
-    return transport_matches(trunk_secure, transport, body, content_type)
 
 
 def carrier_timers(edge: SipEdge) -> AttemptTimers:
@@ -287,7 +277,7 @@ def take_invite(edge: SipEdge, incoming: IncomingRequest) -> Awaitable[None] | N
             if (
                 isinstance(account, AccountView)
                 and account.enabled
-                and trunk_admits(
+                and transport_matches(
                     trunk.secure,
                     incoming.source.transport,
                     request.body,
@@ -342,7 +332,7 @@ class OutboundCall(BridgedCall):
             return self.finish(refusal(4070, "inbound-only trunk", sip_status=403))
         content_type = request.headers.get("Content-Type")
         transport = self.incoming.source.transport
-        if not trunk_admits(trunk.secure, transport, request.body, content_type):
+        if not transport_matches(trunk.secure, transport, request.body, content_type):
             return self.finish(refusal(4110, "transport or SRTP does not match the trunk"))
         verdict = edge.authenticator.check(trunk, request, source_ip)
         if verdict.verdict is Verdict.CHALLENGE:

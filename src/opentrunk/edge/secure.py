@@ -58,8 +58,13 @@ def offer_security(body: bytes, content_type: str | None) -> OfferSecurity:
 def transport_matches(
     trunk_secure: bool, transport: str, body: bytes, content_type: str | None
 ) -> bool:
-    """False when the call must be refused with 4110 (see the module docstring)."""
+    """False when the call must be refused with 4110 (see the module docstring). An
+    INVITE without a body (a delayed offer) has no SRTP to show: on a secure trunk TLS
+    is enough, as the edge itself offers SDES towards the PBX in its 200 and the PBX's
+    answer in the ACK must take it (else the call ends 4430)."""
     tls = transport.lower() == "tls"
+    if not body:
+        return tls == trunk_secure
     security = offer_security(body, content_type)
     if trunk_secure:
         return tls and security.complete

@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 MIN_INTERVAL = 1.0
 
 
-def _other(side: Side) -> Side:
-    return Side.CARRIER if side is Side.CUSTOMER else Side.CUSTOMER
-
-
 def parse_session_expires(value: str | None) -> tuple[float, str | None] | None:
     """`"1800;refresher=uac"` -> (1800.0, "uac"); None when absent or not a number."""
     if not value:
@@ -90,7 +86,7 @@ class SessionTimers:
         if parsed is None:
             return
         interval, refresher = parsed
-        side = _other(caller) if refresher == "uas" else caller
+        side = caller.other if refresher == "uas" else caller
         session = _Session(call, interval, side)
         self._sessions[call.call_uuid] = session
         self._arm(session)
@@ -104,11 +100,11 @@ class SessionTimers:
             parsed = parse_session_expires(answer.headers.get("Session-Expires"))
             if parsed is not None:
                 session.interval, refresher = parsed
-                session.refresher = _other(sender) if refresher == "uas" else sender
+                session.refresher = sender.other if refresher == "uas" else sender
             session.refused = None
             self._arm(session)
         elif answer.status >= 300:
-            session.refused = (_other(sender), answer.status)
+            session.refused = (sender.other, answer.status)
 
     def call_ended(self, call_uuid: str) -> None:
         session = self._sessions.pop(call_uuid, None)
