@@ -17,7 +17,6 @@ another by the certificate's subjectAltName, as it does with a real CA (RFC 5922
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from opentrunk.transport.tls import subject_alt_names
+
 __all__ = ["DevCA", "DevCert", "make_dev_cert", "write_dev_cert"]
 
 
@@ -37,16 +38,6 @@ class DevCert:
 
     cert_path: Path
     key_path: Path
-
-
-def _subject_alt_names(hosts: list[str]) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host.strip("[]"))))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return names
 
 
 def make_dev_cert(hosts: list[str], *, days: int = 365) -> tuple[bytes, bytes]:
@@ -65,7 +56,7 @@ def make_dev_cert(hosts: list[str], *, days: int = 365) -> tuple[bytes, bytes]:
         # A little slack for clocks that run behind.
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(_subject_alt_names(hosts)), critical=False)
+        .add_extension(x509.SubjectAlternativeName(subject_alt_names(hosts)), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(
@@ -166,7 +157,7 @@ class DevCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=self.days))
-            .add_extension(x509.SubjectAlternativeName(_subject_alt_names(hosts)), critical=False)
+            .add_extension(x509.SubjectAlternativeName(subject_alt_names(hosts)), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(

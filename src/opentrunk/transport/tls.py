@@ -97,11 +97,13 @@ def wildcard_only(peercert: dict[str, Any], server_name: str) -> bool:
     return not any(str(name).rstrip(".").lower() == wanted for name in names)
 
 
-def _subject_alt_names(hostnames: Sequence[str]) -> list[x509.GeneralName]:
+def subject_alt_names(hostnames: Sequence[str]) -> list[x509.GeneralName]:
+    """subjectAltName entries naming `hostnames`: IP entries for addresses (an IPv6 one
+    may be in brackets, as in a URI), DNS entries for names."""
     names: list[x509.GeneralName] = []
     for host in hostnames:
         try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            names.append(x509.IPAddress(ipaddress.ip_address(host.strip("[]"))))
         except ValueError:
             names.append(x509.DNSName(host))
     return names
@@ -137,7 +139,7 @@ def generate_dev_certificate(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(_subject_alt_names(hostnames)), critical=False)
+        .add_extension(x509.SubjectAlternativeName(subject_alt_names(hostnames)), critical=False)
         # CA:TRUE lets a peer use the file itself as its trust anchor.
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
