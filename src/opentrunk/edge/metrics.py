@@ -16,8 +16,8 @@ Figures:
 - `opentrunk_sip_transport_*_total` (received, sent, parse_errors, dropped, oversized...)
   from `SipEndpoint.stats`, read at render time.
 - `opentrunk_call_records_*`: the recorder's queue, writes and write errors.
-- `opentrunk_overloaded`, `opentrunk_overload_refused_total`, `opentrunk_event_loop_lag_seconds`:
-  overload control (edge/overload.py).
+- `opentrunk_overloaded`, `opentrunk_overload_refused_total`, `opentrunk_event_loop_lag_seconds`,
+  `opentrunk_sip_receive_queue_fill`: overload control (edge/overload.py).
 """
 
 from __future__ import annotations
@@ -247,32 +247,34 @@ class EdgeMetrics:
             out.append(_Family(name, "counter", help_text).add(value))
         guard = self._overload
         if guard is not None:
-            out.append(
-                _Family(
-                    "opentrunk_overloaded", "gauge", "1 while new calls are refused (4330)."
-                ).add(1 if guard.overloaded() else 0)
-            )
-            out.append(
-                _Family(
+            overload: tuple[tuple[str, str, str, float], ...] = (
+                (
+                    "opentrunk_overloaded",
+                    "gauge",
+                    "1 while new calls are refused (4330).",
+                    1 if guard.overloaded() else 0,
+                ),
+                (
                     "opentrunk_overload_refused_total",
                     "counter",
                     "New calls refused because the edge was overloaded (503, 4330).",
-                ).add(guard.refused)
-            )
-            out.append(
-                _Family(
+                    guard.refused,
+                ),
+                (
                     "opentrunk_event_loop_lag_seconds",
                     "gauge",
                     "How late the edge's event loop ran its last overload check.",
-                ).add(guard.lag)
-            )
-            out.append(
-                _Family(
+                    guard.lag,
+                ),
+                (
                     "opentrunk_sip_receive_queue_fill",
                     "gauge",
                     "How full the SIP UDP receive queue was at the last overload check (0-1).",
-                ).add(guard.queue_fill)
+                    guard.queue_fill,
+                ),
             )
+            for name, kind, help_text, figure in overload:
+                out.append(_Family(name, kind, help_text).add(figure))
         if self._transactions is not None:
             out.append(
                 _Family("opentrunk_sip_transactions_active", "gauge", "Live SIP transactions.").add(

@@ -129,6 +129,7 @@ class UdpTransport(Transport):
         self.max_datagram = max_datagram
         self.ingress = Ingress(self)
         self._socket: asyncio.DatagramTransport | None = None
+        self._sock: Any = None  # the transport's socket, for its options and counters
         self._local: Address | None = None
         self._errors: ErrorQueue | None = None
 
@@ -146,7 +147,7 @@ class UdpTransport(Transport):
         self._socket = transport
         bound = transport.get_extra_info("sockname")
         self._local = Address("udp", str(bound[0]), int(bound[1]))
-        sock = transport.get_extra_info("socket")
+        sock = self._sock = transport.get_extra_info("socket")
         if sock is not None:
             grow_receive_buffer(sock)
             self._errors = ErrorQueue.attach(sock.fileno(), sock.family)
@@ -155,6 +156,7 @@ class UdpTransport(Transport):
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+            self._sock = None
         if self._errors is not None:
             self._errors.close()
             self._errors = None
@@ -163,8 +165,7 @@ class UdpTransport(Transport):
         """How full the socket's receive queue is (0 to 1): datagrams the edge has not
         read yet. The event loop can keep its timers on time while this grows, so it is
         the other half of the overload signal (edge/overload.py)."""
-        sock = None if self._socket is None else self._socket.get_extra_info("socket")
-        queue = None if sock is None else receive_queue(sock)
+        queue = None if self._sock is None else receive_queue(self._sock)
         if queue is None or queue[1] == 0:
             return 0.0
         return queue[0] / queue[1]
