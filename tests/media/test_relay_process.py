@@ -210,3 +210,28 @@ def test_a_relay_process_that_dies_is_replaced() -> None:
         assert bound_ports(LOW, HIGH) == []
 
     uvloop.run(main())
+
+
+def test_a_group_sigterm_leaves_the_relay_to_its_parent() -> None:
+    """`serve` stopped by a SIGTERM to its process group: the relay keeps serving until
+    the parent closes the channel (before, it died first and was taken for a crash)."""
+
+    async def main() -> None:
+        relay = RelayProcess(RelayConfig(bind_address=HOST, port_min=LOW, port_max=HIGH))
+        await relay.start()
+        peer = await RtpPeer().open()
+        try:
+            pid = relay.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            assert relay.pid == pid
+            body = await relay.offer("after-sigterm", "a", peer.sdp())
+            assert LOW <= sdp_port(body) <= HIGH
+        finally:
+            peer.close()
+            await relay.close()
+        assert relay.pid is None
+        assert bound_ports(LOW, HIGH) == []
+
+    uvloop.run(main())

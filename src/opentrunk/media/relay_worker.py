@@ -119,9 +119,12 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or not argv[1].isdigit():
         print("usage: python -m opentrunk.media.relay_worker FD", file=sys.stderr)
         return 2
-    # Its lifetime is the channel's: Ctrl-C at a terminal reaches the whole process
-    # group, and the parent decides when the relay stops (it frees the ports first).
+    # Its lifetime is the channel's: Ctrl-C at a terminal, and a service manager's or a
+    # shell's SIGTERM to the whole group, reach the relay too, and the parent decides
+    # when the relay stops (it frees the ports first; an early exit was taken for a crash
+    # and the relay restarted). A parent that is gone closes the channel: the end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
     uvloop.run(serve(sock))
     return 0
