@@ -4,7 +4,8 @@ line per second to $OPENTRUNK_PROBE_FILE:
 
     <unix time> lag_ms=<worst overshoot of a 10 ms sleep> gc_ms=<g0>,<g1>,<g2> \
         gc_runs=<r0>,<r1>,<r2> gc_freed=<n0>,<n1>,<n2> gc_max_ms=<longest collection> \
-        objects=<tracked objects> calls=<call objects> gc_threshold=<young>/<middle>/<old>
+        objects=<tracked objects> calls=<call objects> frozen=<frozen objects> \
+        blocks=<allocated blocks> gc_threshold=<young>/<middle>/<old>
 
 `calls` counts the `BridgedCall` objects (outbound, inbound calls) still in memory, ended
 or not: far more than the calls up means something keeps ended calls alive.
@@ -15,7 +16,8 @@ counts the objects they found unreachable (cyclic garbage). Diagnostics only.
 
 `OPENTRUNK_PROBE_GC=young,middle,old` replaces the thresholds of `edge/gc_policy.py` (the
 heap is frozen all the same), and `OPENTRUNK_PROBE_FREEZE=off` turns its rolling freeze
-off, to compare policies under the same load. `frozen` is `gc.get_freeze_count()`.
+off, to compare policies under the same load. `frozen` is `gc.get_freeze_count()`;
+`blocks` is `sys.getallocatedblocks()`, what the rolling freeze's reclaim trigger reads.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ async def _probe(path: str) -> None:
                     f"gc_runs={','.join(str(n) for n in _state['runs'])} "
                     f"gc_freed={','.join(str(n) for n in _state['n'])} "
                     f"gc_max_ms={1000 * _state['max']:.0f} objects={objects} calls={calls} "
-                    f"frozen={frozen} "
+                    f"frozen={frozen} blocks={sys.getallocatedblocks()} "
                     f"gc_threshold={'/'.join(str(t) for t in gc.get_threshold())}\n"
                 )
                 out.flush()

@@ -46,7 +46,10 @@ def cycle():
 
 apply_serving_policy()
 now = [0.0]
-freezer = RollingFreeze(growth=10.0, min_growth=10**9, reclaim_every=60.0, clock=lambda: now[0])
+heap = [1_000]  # the allocated blocks the freezer reads
+freezer = RollingFreeze(
+    growth=1.0, min_growth=500, window=10.0, clock=lambda: now[0], blocks=lambda: heap[0]
+)
 out = {}
 
 # What exists at a step leaves the scanned generations.
@@ -66,23 +69,45 @@ out["frozen_freed_by_refcount"] = lone_ref() is None
 
 # A cycle frozen before it became garbage survives full collections...
 ref = cycle()
-out["reclaim_when_not_due"] = freezer.step() is not None
+freezer.step()
 gc.collect()
 out["frozen_cycle_after_collect"] = ref() is not None
-# ...until a reclaim: here the time bound.
-now[0] = 61.0
-done = freezer.step()
-out["reclaimed"] = done is not None and done.unreachable >= 2
-out["frozen_cycle_after_reclaim"] = ref() is not None
-out["reclaims"] = freezer.reclaims
-out["refrozen"] = gc.get_freeze_count() > 10000
 
-# The growth bound: a heap that doubles (plus the minimum) reclaims.
-grower = RollingFreeze(growth=1.0, min_growth=100_000, reclaim_every=1e9)
-out["due_small"] = grower.due(grower.baseline + 1000, 0.0)
-out["due_grown"] = grower.due(2 * grower.baseline + 100_001, 0.0)
+def run(seconds, blocks):
+    # One step a second for `seconds` with the heap at `blocks`; the reclaims done.
+    done = []
+    heap[0] = blocks
+    for _ in range(seconds):
+        now[0] += 1.0
+        step = freezer.step()
+        if step is not None:
+            done.append(step)
+    return done
+
+# ...and load that lifts the heap far past the threshold for less than a window (the
+# heap falling back between bursts) is not garbage: no reclaim, however long it goes on.
+bursts = []
+for _ in range(6):
+    bursts += run(9, 50_000) + run(1, 1_200)
+out["reclaims_for_bursts"] = len(bursts)
+# A floor lifted past the threshold for a whole window is: one reclaim, which frees it.
+out["reclaims_below_threshold"] = len(run(30, 2_400))  # 1,000 + 1.0 * 1,000 + 500 = 2,500
+done = run(30, 3_000)
+out["reclaims_above_threshold"] = len(done)
+out["reclaimed"] = bool(done) and done[0].unreachable >= 2 and done[0].blocks == 3_000
+out["frozen_cycle_after_reclaim"] = ref() is not None
+out["refrozen"] = gc.get_freeze_count() > 10000
+# The next reclaim compares with the heap after this one (3,000): not due again.
+out["reclaims_after"] = len(run(30, 3_000))
+out["reclaims"] = freezer.reclaims
+
 # An overloaded edge (busy) puts a due reclaim off: its pause would deepen the backlog.
-busy = RollingFreeze(reclaim_every=0.0, clock=lambda: 0.0, busy=lambda: True)
+busy = RollingFreeze(
+    growth=1.0, min_growth=0, window=1.0, clock=lambda: now[0], blocks=lambda: heap[0],
+    busy=lambda: True,
+)
+heap[0] = 10**9
+now[0] += 5.0
 out["reclaim_while_busy"] = busy.step() is not None
 print(json.dumps(out))
 """
@@ -97,13 +122,14 @@ def test_rolling_freeze_keeps_old_objects_out_of_collections_and_reclaims() -> N
         "kept_scanned": False,
         "young_after_step": True,
         "frozen_freed_by_refcount": True,
-        "reclaim_when_not_due": False,
         "frozen_cycle_after_collect": True,
+        "reclaims_for_bursts": 0,
+        "reclaims_below_threshold": 0,
+        "reclaims_above_threshold": 1,
         "reclaimed": True,
         "frozen_cycle_after_reclaim": False,
-        "reclaims": 1,
         "refrozen": True,
-        "due_small": False,
-        "due_grown": True,
+        "reclaims_after": 0,
+        "reclaims": 1,
         "reclaim_while_busy": False,
     }
