@@ -27,7 +27,13 @@ from opentrunk.edge.tls_cert import DevCA
 from opentrunk.sip.transaction import Address
 from opentrunk.transport.dns import SipLocator, make_resolver
 from opentrunk.transport.tcp import StreamTransport
-from opentrunk.transport.tls import NamedAddress, client_context, server_context
+from opentrunk.transport.tls import (
+    NamedAddress,
+    client_context,
+    identity_error,
+    server_context,
+    sip_domains,
+)
 
 PBX = "pbx.example.test"
 # Production runs on uvloop, whose TLS layer is its own: the checks must hold on both.
@@ -159,6 +165,67 @@ def test_a_wildcard_does_not_prove_a_sip_domain(lab: Lab, use_uvloop: bool) -> N
     run(main(), uvloop=use_uvloop)
 
 
+@UVLOOP
+def test_sip_uri_subject_alt_names_take_precedence(lab: Lab, use_uvloop: bool) -> None:
+    """RFC 5922 section 7.1: a certificate's `sip:` URI subjectAltNames are its SIP
+    domains when it has any (OpenSSL's own check, on DNS entries, would refuse the first
+    certificate and accept the second); a URI with a user part names a user, not a
+    domain."""
+
+    async def main() -> None:
+        async with peers(lab, [f"sip:{PBX}"]) as p:
+            p.client.send(options(transport="TLS", call_id="uri"), p.to(PBX))
+            await p.received.wait_for(1)
+            assert p.failures == [] and p.sni == [PBX]
+        async with peers(lab, ["sip:other.example.test", PBX]) as p:
+            p.client.send(options(transport="TLS"), p.to(PBX))
+            await p.failed()
+            assert isinstance(p.failures[0][1], ssl.SSLCertVerificationError)
+            assert "from URI: other.example.test" in str(p.failures[0][1])
+            assert p.received.items == [] and p.client.connections == {}
+        async with peers(lab, [f"sip:alice@{PBX}", PBX]) as p:
+            p.client.send(options(transport="TLS", call_id="user-uri"), p.to(PBX))
+            await p.received.wait_for(1)  # no domain URI: the DNS entry counts
+            assert p.failures == []
+
+    run(main(), uvloop=use_uvloop)
+
+
+def test_sip_domains_of_a_certificate() -> None:
+    """`sip_domains` on the dictionaries Python's ssl module gives for peer certificates."""
+    cn = ((("commonName", "cn.example.test"),),)
+    assert sip_domains({"subject": cn}) == (["cn.example.test"], "CN")
+    # A subjectAltName without DNS or SIP entries: the common name is not looked at.
+    assert sip_domains({"subject": cn, "subjectAltName": (("IP Address", "192.0.2.1"),)}) == (
+        [],
+        "DNS",
+    )
+    both = {
+        "subject": cn,
+        "subjectAltName": (
+            ("DNS", "dns.example.test"),
+            ("URI", "SIP:uri.example.test;transport=tls"),
+            ("URI", "sips:secure.example.test"),
+            ("URI", "https://web.example.test"),
+        ),
+    }
+    assert sip_domains(both) == (["uri.example.test"], "URI")
+    # Exact and case-insensitive, a trailing dot ignored; no wildcards.
+    assert identity_error(both, "URI.example.test.", "192.0.2.1") is None
+    assert identity_error(both, "dns.example.test", "192.0.2.1") is not None
+    wildcard = {"subjectAltName": (("DNS", "*.example.test"),)}
+    assert "wildcard" in str(identity_error(wildcard, "pbx.example.test", "192.0.2.1"))
+    # An IP destination: subjectAltName IP entries only, compared as addresses.
+    ips = {
+        "subject": ((("commonName", "192.0.2.1"),),),
+        "subjectAltName": (("IP Address", "2001:DB8:0:0:0:0:0:1\n"),),
+    }
+    assert identity_error(ips, "", "[2001:db8::1]") is None
+    assert identity_error(ips, "", "192.0.2.1") is not None
+    # Verification off: nothing to check.
+    assert identity_error({}, "pbx.example.test", "192.0.2.1") is None
+
+
 def test_an_ip_destination_is_verified_against_the_ip(lab: Lab) -> None:
     async def main() -> None:
         # A certificate naming the PBX only: an IP destination does not match it (what
@@ -197,7 +264,10 @@ def test_a_connection_verified_for_one_name_is_not_used_for_another(
             p.client.send(options(transport="TLS", call_id="third", branch="z9hG4bK-3"), p.to(PBX))
             await p.received.wait_for(2)
             assert p.received.items[1][0].call_id == "third"
-            assert p.client.stats.connections_opened == 1
+            # The other name's connection was made, refused once its certificate was
+            # checked, and closed; the first one carried the third message.
+            stats = p.client.stats
+            assert (stats.connections_opened, stats.connections_closed) == (2, 1)
             assert p.client.has_connection(p.to(PBX))
             assert not p.client.has_connection(p.to("evil.example.test"))
 

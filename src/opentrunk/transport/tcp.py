@@ -40,7 +40,7 @@ from opentrunk.transport.base import (
 )
 from opentrunk.transport.framing import DEFAULT_MAX_MESSAGE_SIZE, FramingError, StreamFramer
 from opentrunk.transport.ingress import Ingress
-from opentrunk.transport.tls import client_context, server_name_of, wildcard_only
+from opentrunk.transport.tls import client_context, identity_error, server_name_of
 
 # (IP, port, the name the peer's certificate was verified for; "" for any connection).
 PeerKey = tuple[str, int, str]
@@ -81,7 +81,9 @@ class StreamConnection(asyncio.Protocol):
             return
         owner.stats.connections_opened += 1
         self.counted = True
-        owner.register(self, (self.peer.host, self.peer.port, ""))
+        if self.incoming:
+            # (An outgoing one is registered once its peer's identity is checked.)
+            owner.register(self, (self.peer.host, self.peer.port, ""))
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.peer is None:
@@ -275,9 +277,8 @@ class StreamTransport(Transport):
         assert self._loop is not None
         key = key_of(dest)
         ssl_context = self.client_ssl if self.name == "tls" else None
-        # SNI and the identity the certificate must carry: the SIP domain when the
-        # destination came from a name, else the IP (Python sends no SNI for an IP and
-        # matches it against subjectAltName IP entries).
+        # SNI: the SIP domain when the destination came from a name (Python sends none
+        # for an IP). The identity the certificate must carry is checked once connected.
         server_hostname = (key[2] or dest.host) if ssl_context else None
         try:
             _, protocol = await asyncio.wait_for(
@@ -293,19 +294,19 @@ class StreamTransport(Transport):
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             self._fail_pending(key, dest, exc)
             return
-        if key[2] and protocol.transport is not None:
+        if ssl_context is not None and protocol.transport is not None:
             peercert = protocol.transport.get_extra_info("peercert") or {}
-            if wildcard_only(peercert, key[2]):
+            refused = identity_error(peercert, key[2], dest.host)
+            if refused is not None:
                 protocol.abort()
-                refusal = ssl.SSLCertVerificationError(
-                    f"certificate names {key[2]!r} only through a wildcard (RFC 5922 7.2)"
-                )
-                self._fail_pending(key, dest, refusal)
+                self._fail_pending(key, dest, ssl.SSLCertVerificationError(refused))
                 return
-        # Register under the address and name we dialled too (the name this connection's
-        # certificate was verified for).
-        if not protocol.closing and key not in self.connections:
-            self.register(protocol, key)
+        # Register under the peer's address, and under the address and name we dialled
+        # (the name this connection's certificate was verified for).
+        if not protocol.closing and protocol.peer is not None:
+            self.register(protocol, (protocol.peer.host, protocol.peer.port, ""))
+            if key not in self.connections:
+                self.register(protocol, key)
         for data in self._pending.pop(key, ()):
             if not protocol.write(data):
                 self._send_failed(dest, ConnectionError("connection closed while sending"))

@@ -7,12 +7,17 @@ self-signed certificate for development and tests (`generate_dev_certificate`). 
 operators supply their own certificate and key files (settings `tls_cert`, `tls_key`).
 
 Whom a TLS client checks (RFC 5922 section 7, RFC 6125): a server found from a SIP URI
-naming a domain must present that domain as a subjectAltName DNS entry, whatever IP
-address or SRV target DNS led to; a server addressed by IP literal must present that
-address as a subjectAltName IP entry. A `NamedAddress` is the destination of the first
-kind: the IP to connect to plus the domain to send as SNI and verify; a plain `Address`
-is verified against its IP. OpenSSL's check does the matching; `wildcard_only` then
-refuses a domain matched only by a wildcard entry (RFC 5922 section 7.2).
+naming a domain must prove that domain, whatever IP address or SRV target DNS led to; a
+server addressed by IP literal must present that address as a subjectAltName IP entry. A
+`NamedAddress` is the destination of the first kind: the IP to connect to plus the domain
+to send as SNI and verify; a plain `Address` is verified against its IP.
+
+OpenSSL verifies the chain; the transport checks the identity itself after the handshake
+(`identity_error`), because OpenSSL's hostname check is not SIP's: RFC 5922 section 7.1
+takes a certificate's SIP domains from its `sip:` URI subjectAltNames when it has any
+(DNS entries only when it has none, the common name only when it has no subjectAltName
+at all), and section 7.2 compares them exactly, with no wildcards. So `client_context`
+turns OpenSSL's hostname check off and leaves certificate verification on.
 """
 
 from __future__ import annotations
@@ -74,34 +79,76 @@ def server_name_of(dest: object) -> str:
     return dest.server_name if isinstance(dest, NamedAddress) else ""
 
 
-def wildcard_only(peercert: dict[str, Any], server_name: str) -> bool:
-    """Whether a certificate OpenSSL accepted for `server_name` names it only through a
-    wildcard, which RFC 5922 section 7.2 forbids for a SIP domain (OpenSSL's hostname
-    check allows them and has no public switch in Python's ssl module).
+def sip_domains(peercert: dict[str, Any]) -> tuple[list[str], str]:
+    """The SIP domain identities a verified certificate carries, per RFC 5922 section
+    7.1, and where they were found ("URI", "DNS" or "CN"):
 
-    The names looked at are those OpenSSL matched: subjectAltName DNS entries, or the
-    subject's common name when there are none (RFC 5922 section 7.1). An empty
-    `peercert` (verification turned off) is never refused here.
+    1. the host parts of its subjectAltName URIs of scheme `sip` without a user part
+       (one with a user part names a user, not a domain);
+    2. if it has none, its subjectAltName DNS entries;
+    3. if it has no subjectAltName at all, the subject's common name.
     """
+    alt_names = peercert.get("subjectAltName", ())
+    uris = [
+        str(value)[4:].split(";")[0].split(":")[0]
+        for kind, value in alt_names
+        if kind == "URI" and str(value)[:4].lower() == "sip:" and "@" not in str(value)
+    ]
+    if uris:
+        return uris, "URI"
+    if alt_names:
+        return [str(value) for kind, value in alt_names if kind == "DNS"], "DNS"
+    subject = peercert.get("subject", ())
+    return [str(value) for rdn in subject for key, value in rdn if key == "commonName"], "CN"
+
+
+def identity_error(peercert: dict[str, Any], server_name: str, host: str) -> str | None:
+    """Why a certificate OpenSSL verified does not prove the destination, or None if it
+    does: `server_name` (a SIP domain, RFC 5922 section 7) when the destination was
+    reached through a name, else the IP address `host` (a subjectAltName IP entry,
+    RFC 6125). An empty `peercert` (verification turned off) is never refused."""
     if not peercert:
+        return None
+    if not server_name:
+        try:
+            wanted_ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return f"{host!r} is not an IP address to verify"
+        for kind, value in peercert.get("subjectAltName", ()):
+            if kind == "IP Address" and _same_ip(str(value), wanted_ip):
+                return None
+        return f"certificate has no subjectAltName IP entry for {host}"
+    wanted = _domain(server_name)
+    names, found_in = sip_domains(peercert)
+    if any(_domain(name) == wanted for name in names):
+        return None
+    parent = wanted.partition(".")[2]
+    if any(name[:2] == "*." and _domain(name[2:]) == parent for name in names):
+        return f"certificate names {server_name!r} only through a wildcard (RFC 5922 7.2)"
+    listed = ", ".join(names) or "nothing"
+    return f"certificate does not name {server_name!r} (its SIP domains, from {found_in}: {listed})"
+
+
+def _domain(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def _same_ip(text: str, wanted: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    try:
+        return ipaddress.ip_address(text.strip()) == wanted
+    except ValueError:
         return False
-    names = [value for kind, value in peercert.get("subjectAltName", ()) if kind == "DNS"]
-    if not names:
-        names = [
-            value
-            for rdn in peercert.get("subject", ())
-            for key, value in rdn
-            if key == "commonName"
-        ]
-    wanted = server_name.rstrip(".").lower()
-    return not any(str(name).rstrip(".").lower() == wanted for name in names)
 
 
 def subject_alt_names(hostnames: Sequence[str]) -> list[x509.GeneralName]:
     """subjectAltName entries naming `hostnames`: IP entries for addresses (an IPv6 one
-    may be in brackets, as in a URI), DNS entries for names."""
+    may be in brackets, as in a URI), URI entries for `sip:` URIs (RFC 5922 section
+    7.1), DNS entries for names."""
     names: list[x509.GeneralName] = []
     for host in hostnames:
+        if host[:4].lower() == "sip:":
+            names.append(x509.UniformResourceIdentifier(host))
+            continue
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host.strip("[]"))))
         except ValueError:
@@ -184,15 +231,17 @@ def client_context(
     cafile: str | os.PathLike[str] | None = None, *, verify: bool = True
 ) -> ssl.SSLContext:
     """A TLS client context trusting `cafile` (or the system store when None; OpenSSL
-    honours SSL_CERT_FILE / SSL_CERT_DIR there), checking the peer's name or address.
+    honours SSL_CERT_FILE / SSL_CERT_DIR there). It verifies the peer's certificate
+    chain; whom the certificate names is the transport's check (`identity_error`, see
+    the module docstring), so OpenSSL's hostname check is off.
 
-    `verify=False` turns off certificate and hostname checks; only for labs and tests.
+    `verify=False` turns off certificate and identity checks; only for labs and tests.
     """
     context = ssl.create_default_context(
         ssl.Purpose.SERVER_AUTH, cafile=os.fspath(cafile) if cafile is not None else None
     )
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
     if not verify:
-        context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
