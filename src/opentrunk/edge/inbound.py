@@ -79,6 +79,7 @@ from opentrunk.edge.bridge import (
     admit_call,
     reason_header,
     record_digits,
+    session_timer_headers,
     user_of,
     utcnow,
 )
@@ -116,9 +117,9 @@ __all__ = [
     "user_of",
 ]
 
-# Headers of the carrier's INVITE that the PBX's INVITE carries too (session timers,
-# RFC 4028, and what the caller's side supports); the rest stays on the carrier leg.
-PASSED_HEADERS = ("Session-Expires", "Min-SE", "Supported", "P-Asserted-Identity")
+# Headers of the carrier's INVITE that the PBX's INVITE carries too, besides the
+# session-timer ones (`session_timer_headers`); the rest stays on the carrier leg.
+PASSED_HEADERS = ("P-Asserted-Identity",)
 
 
 def called_number(request: Request) -> str | None:
@@ -159,7 +160,7 @@ def pbx_invite(
     """The INVITE of a PBX leg (a new dialog of the edge's own): Request-URI
     `sip:+E164@host[:port]` with the called number, From the caller as given, the
     `offer` (the SDP of `request`, the call's incoming INVITE, as anchored for the PBX)
-    and the request's `PASSED_HEADERS`."""
+    and the request's session-timer headers and `PASSED_HEADERS`."""
     endpoint = edge.endpoint
     edge_host, _ = endpoint.transports[dest.transport].sent_by
     params: dict[str, str | None] = {}
@@ -179,6 +180,7 @@ def pbx_invite(
         ("Contact", f"<{endpoint.contact_uri(None, dest.transport)}>"),
         ("Allow", ALLOW),
     ]
+    headers += session_timer_headers(request)
     for name in PASSED_HEADERS:
         for value in request.headers.get_all(name):
             headers.append((name, value))

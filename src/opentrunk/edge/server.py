@@ -55,6 +55,7 @@ from opentrunk.edge.refer import handle_refer
 from opentrunk.edge.session_timer import SessionTimers
 from opentrunk.media import MediaBackend, MediaTimeout, create_media_backend
 from opentrunk.sip.errors import SipParseError
+from opentrunk.sip.extensions import unsupported_required
 from opentrunk.sip.message import Request
 from opentrunk.sip.timers import TimerConfig
 from opentrunk.sip.uri import SipURI
@@ -233,6 +234,11 @@ class SipEdge:
             in_dialog = method == "ACK" or bool(request.to.tag)
         except SipParseError:
             return None
+        bad_extensions = unsupported_required(request)
+        if bad_extensions:
+            # RFC 3261 8.2.2.3 (e.g. Require: 100rel): nothing else is looked at, and no
+            # call or record is made, as for a request the parser refuses.
+            return self._answer(incoming, 420, (("Unsupported", ", ".join(bad_extensions)),))
         if in_dialog:
             return dispatch_in_dialog(self.endpoint, self.registry, incoming)
         if method == "INVITE":
