@@ -14,10 +14,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from dbutil import open_store
 from opentrunk.config import Settings
+from opentrunk.edge import outbound
 from opentrunk.edge.bridge import with_credentials
 from opentrunk.edge.config import EdgeConfig
+from opentrunk.edge.outbound import OutboundCall
 from opentrunk.edge.server import SipEdge
 from opentrunk.services import accounts as accounts_svc
 from opentrunk.services import carriers as carriers_svc
@@ -188,3 +192,16 @@ async def _started_edge(settings: Settings, store: Store) -> SipEdge:
 async def settle(seconds: float = 0.05) -> None:
     """Let the loop carry out what the last packets started."""
     await asyncio.sleep(seconds)
+
+
+def count_outbound_calls(monkeypatch: pytest.MonkeyPatch) -> list[OutboundCall]:
+    """The `OutboundCall`s the edge creates from now on (the test's patch)."""
+    created: list[OutboundCall] = []
+    original = OutboundCall.__init__
+
+    def counting(self: OutboundCall, *args: object) -> None:
+        created.append(self)
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbound.OutboundCall, "__init__", counting)
+    return created

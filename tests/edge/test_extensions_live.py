@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.live_edge import live_edge
-from opentrunk.edge import outbound
+from edge.live_edge import count_outbound_calls, live_edge
 from opentrunk.edge.inbound import pbx_invite
 from opentrunk.edge.origination import OriginationTarget
-from opentrunk.edge.outbound import OutboundCall
 from opentrunk.sip.extensions import option_tags
 from opentrunk.sip.message import Request
 from opentrunk.sip.transaction import Address
@@ -25,14 +23,7 @@ from opentrunk.sip.transaction import Address
 def test_an_invite_requiring_100rel_gets_420_and_makes_no_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created: list[OutboundCall] = []
-    original = OutboundCall.__init__
-
-    def counting(self: OutboundCall, *args: object) -> None:
-        created.append(self)
-        original(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(outbound.OutboundCall, "__init__", counting)
+    created = count_outbound_calls(monkeypatch)
 
     async def go() -> None:
         async with live_edge(tmp_path) as live:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.live_edge import live_edge, settle
+from edge.live_edge import count_outbound_calls, live_edge, settle
 from opentrunk.config import load_settings
-from opentrunk.edge import outbound
 from opentrunk.edge.outbound import OutboundCall
 from opentrunk.edge.server import SipEdge
 
@@ -49,14 +48,7 @@ def test_an_ended_call_is_freed_at_once(tmp_path: Path) -> None:
 def test_a_challenge_for_a_cached_trunk_creates_no_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created: list[OutboundCall] = []
-    original = OutboundCall.__init__
-
-    def counting(self: OutboundCall, *args: object) -> None:
-        created.append(self)
-        original(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(outbound.OutboundCall, "__init__", counting)
+    created = count_outbound_calls(monkeypatch)
 
     async def go() -> None:
         async with live_edge(tmp_path) as live:
