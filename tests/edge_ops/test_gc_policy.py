@@ -47,8 +47,14 @@ def cycle():
 apply_serving_policy()
 now = [0.0]
 heap = [1_000]  # the allocated blocks the freezer reads
+load = [0]  # the transactions and calls it reads
 freezer = RollingFreeze(
-    growth=1.0, min_growth=500, window=10.0, clock=lambda: now[0], blocks=lambda: heap[0]
+    growth=1.0,
+    min_growth=500,
+    window=10.0,
+    clock=lambda: now[0],
+    blocks=lambda: heap[0],
+    load=lambda: load[0],
 )
 out = {}
 
@@ -99,6 +105,11 @@ out["frozen_cycle_after_reclaim"] = ref() is not None
 out["refrozen"] = gc.get_freeze_count() > 10000
 # The next reclaim compares with the heap after this one (3,000): not due again.
 out["reclaims_after"] = len(run(30, 3_000))
+# A heap lifted by the load (more transactions and calls held) is not garbage, however
+# long it stays up; the same load's heap growing is: 1.0 * 3,000 + 500 above it.
+load[0] = 5_000
+out["reclaims_for_load"] = len(run(30, 50_000))
+out["reclaims_for_garbage_under_load"] = len(run(30, 54_000))
 out["reclaims"] = freezer.reclaims
 
 # An overloaded edge (busy) puts a due reclaim off: its pause would deepen the backlog.
@@ -130,6 +141,8 @@ def test_rolling_freeze_keeps_old_objects_out_of_collections_and_reclaims() -> N
         "frozen_cycle_after_reclaim": False,
         "refrozen": True,
         "reclaims_after": 0,
-        "reclaims": 1,
+        "reclaims_for_load": 0,
+        "reclaims_for_garbage_under_load": 1,
+        "reclaims": 2,
         "reclaim_while_busy": False,
     }

@@ -26,17 +26,20 @@ So, once startup is done:
   counting still frees frozen objects the moment they die (a call's objects, freed at
   its end); what freezing gives up is finding *cycles* among them. Calls leave none
   (tests/edge/test_live_calls.py), but an error path or a library might, so
-- when the heap's *floor* has grown, it unfreezes and runs one full collection: garbage
-  cycles are freed after all, at the cost of one long pause (logged). The floor is the
-  smallest heap seen over the last `RECLAIM_WINDOW`; it is compared with the smallest
-  seen since the last reclaim. Live call state rises and falls with the load, so it
-  moves the heap's peaks; frozen garbage never falls, so it lifts the floor. Load that
-  lasts less than a window therefore never triggers the pause (at 400 calls/s the heap
-  grew eightfold in 40 s, and a trigger on the heap's size paused the loop for 1.3 s at
-  the peak: setup p99 1.65 s), while garbage building up does, within a window of its
-  passing the threshold. There is no time-based reclaim: its pause would come whatever
-  the load, and garbage too little to lift the floor past the threshold costs only that
-  memory. Not while the edge is overloaded (`busy`): the pause would deepen the backlog.
+- when the heap's *floor* has grown beyond what the load explains, it unfreezes and
+  runs one full collection: garbage cycles are freed after all, at the cost of one
+  long pause (logged). Live call state rises and falls with the load; frozen garbage
+  never falls. So each reading of the heap is compared with the smallest heap seen
+  since the last reclaim *at about the same load* (the transactions and calls the
+  edge holds, in steps of `LOAD_STEP`), and only the smallest such excess over the
+  last `RECLAIM_WINDOW` counts: a burst, a ramp or a whole day at a high rate lifts
+  the heap but not the excess; garbage lifts both. (A trigger on the heap's size
+  fired at the top of a 400 calls/s ramp, where the transactions waiting out 64*T1
+  took the heap from 0.8 to 4.6 million blocks in 40 s, and its 1.3 s pause raised
+  setup p99 to 1.65 s; one on the floor alone would fire after 15 minutes at such a
+  rate.) There is no time-based reclaim: its pause would come whatever the load, and
+  garbage too little to pass the threshold costs only that memory. Not while the
+  edge is overloaded (`busy`): the pause would deepen the backlog.
 
 The heap's size is read as `sys.getallocatedblocks()` (a walk over the allocator's
 arenas: ~0.4 ms with 6 million blocks), not `gc.get_freeze_count()`, which walks every
@@ -57,6 +60,7 @@ from typing import Final
 
 __all__ = [
     "FREEZE_EVERY",
+    "LOAD_STEP",
     "MIDDLE_EVERY",
     "OLD_EVERY",
     "RECLAIM_GROWTH",
@@ -81,15 +85,16 @@ OLD_EVERY: Final = 10
 
 # Seconds between freezes: the longest an object stays where collections scan it.
 FREEZE_EVERY: Final = 1.0
-# A reclaim (unfreeze + full collection) when the heap's floor over the last
-# `RECLAIM_WINDOW` seconds exceeds its lowest since the last reclaim by this fraction of
-# that lowest, plus `RECLAIM_MIN_GROWTH` allocated blocks (about 200 MB). On the
-# development VM the idle edge holds ~0.5 million blocks and 300 calls/s held ~3.5
-# million, 400/s ~4.5 million (bench/edge_calls.py --probe): only load sustained at the
-# edge's limit for a whole window could lift the floor that far without garbage.
-RECLAIM_GROWTH: Final = 2.0
-RECLAIM_MIN_GROWTH: Final = 3_000_000
+# A reclaim (unfreeze + full collection) when the heap has stood above the smallest
+# seen at the same load by more than this fraction of the smallest heap seen at all,
+# plus `RECLAIM_MIN_GROWTH` allocated blocks (~100 MB), for a whole `RECLAIM_WINDOW`.
+# The idle edge holds ~0.6 million blocks on the development VM.
+RECLAIM_GROWTH: Final = 1.0
+RECLAIM_MIN_GROWTH: Final = 1_000_000
 RECLAIM_WINDOW: Final = 900.0
+# Loads (transactions + calls held) within one step count as the same load: 500
+# transactions hold ~0.1 million blocks, a tenth of the threshold.
+LOAD_STEP: Final = 500
 
 
 def apply_serving_policy() -> None:
@@ -111,9 +116,9 @@ class Reclaim:
 
 
 class RollingFreeze:
-    """Freezes the heap at intervals and reclaims frozen garbage when the heap's floor has
-    grown (see the module docstring). `step()` is one interval's work; `run()` repeats
-    it."""
+    """Freezes the heap at intervals and reclaims frozen garbage when the heap has grown
+    beyond what the load explains (see the module docstring). `step()` is one
+    interval's work; `run()` repeats it."""
 
     def __init__(
         self,
@@ -124,10 +129,12 @@ class RollingFreeze:
         window: float = RECLAIM_WINDOW,
         clock: Callable[[], float] = time.monotonic,
         busy: Callable[[], bool] = lambda: False,
+        load: Callable[[], int] = lambda: 0,
         blocks: Callable[[], int] = sys.getallocatedblocks,
     ) -> None:
         self.every = every
         self.busy = busy
+        self.load = load
         self.growth = growth
         self.min_growth = min_growth
         self.window = window
@@ -138,36 +145,45 @@ class RollingFreeze:
 
     def _restart(self, blocks: int, now: float) -> None:
         """Start watching afresh (at start, and after a reclaim)."""
-        self.lowest = blocks  # the smallest heap since then
+        self.lowest = blocks  # the smallest heap since then, at any load
+        self._lowest_at: dict[int, int] = {}  # the smallest per load step
         self.watching_since = now
-        # (when, blocks) readings of the last window, blocks increasing from the front:
+        # (when, excess) readings of the last window, excess increasing from the front:
         # a reading with a smaller or equal one after it can never be the floor again.
-        self._recent: deque[tuple[float, int]] = deque([(now, blocks)])
+        self._recent: deque[tuple[float, int]] = deque()
 
-    def floor(self, blocks: int, now: float) -> int | None:
-        """Record a reading of the heap; the smallest over the last window, or None until
-        a whole window has passed since the last reclaim (a shorter floor is a trough of
-        the load, not a floor)."""
+    def excess(self, blocks: int, load: int) -> int:
+        """Record a reading of the heap at `load`: how far it is above the smallest
+        heap seen at that load since the last reclaim."""
+        step = load // LOAD_STEP
+        lowest = self._lowest_at.get(step)
+        if lowest is None or blocks < lowest:
+            self._lowest_at[step] = lowest = blocks
+        self.lowest = min(self.lowest, blocks)
+        return blocks - lowest
+
+    def floor(self, excess: int, now: float) -> int | None:
+        """Record an excess; the smallest over the last window, or None until a whole
+        window has passed since the last reclaim."""
         recent = self._recent
-        while recent and recent[-1][1] >= blocks:
+        while recent and recent[-1][1] >= excess:
             recent.pop()
-        recent.append((now, blocks))
+        recent.append((now, excess))
         while recent[0][0] < now - self.window:
             recent.popleft()
-        self.lowest = min(self.lowest, blocks)
         if now - self.watching_since < self.window:
             return None
         return recent[0][1]
 
     def due(self, floor: int) -> bool:
-        """Has a floor of `floor` blocks grown enough since the lowest to reclaim?"""
-        return floor - self.lowest > self.growth * self.lowest + self.min_growth
+        """Is a floor excess of `floor` blocks enough to reclaim?"""
+        return floor > self.growth * self.lowest + self.min_growth
 
     def step(self) -> Reclaim | None:
         """Freeze what the last interval made; reclaim if due (returns what it did)."""
         gc.freeze()
         blocks = self.blocks()
-        floor = self.floor(blocks, self.clock())
+        floor = self.floor(self.excess(blocks, self.load()), self.clock())
         if floor is None or not self.due(floor) or self.busy():
             return None  # (a reclaim's pause would only deepen an overload: later)
         lowest = self.lowest
@@ -179,10 +195,11 @@ class RollingFreeze:
         self._restart(self.blocks(), self.clock())
         self.reclaims += 1
         log.info(
-            "gc reclaim: %d blocks allocated (floor %d, lowest %d), %d unreachable objects "
-            "freed, %.0f ms pause",
+            "gc reclaim: %d blocks allocated (%d above the same load's lowest for %.0f s; "
+            "lowest %d), %d unreachable objects freed, %.0f ms pause",
             done.blocks,
             floor,
+            self.window,
             lowest,
             done.unreachable,
             1000 * done.seconds,

@@ -310,7 +310,11 @@ async def run_edge(settings: Settings, store: Store) -> None:
     # call state out of its scans from now on (gc_policy).
     apply_serving_policy()
     freezer = asyncio.create_task(
-        RollingFreeze(busy=edge.overload.overloaded).run(), name="gc-rolling-freeze"
+        RollingFreeze(
+            busy=edge.overload.overloaded,
+            load=lambda: len(edge.endpoint.layer) + len(edge.registry),
+        ).run(),
+        name="gc-rolling-freeze",
     )
     for name, transport in edge.endpoint.transports.items():
         local = transport.local_address
