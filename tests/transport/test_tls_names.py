@@ -207,9 +207,11 @@ def test_sip_domains_of_a_certificate() -> None:
             ("URI", "SIP:uri.example.test;transport=tls"),
             ("URI", "sips:secure.example.test"),
             ("URI", "https://web.example.test"),
+            ("URI", "sip:[2001:db8::5]:5061"),
+            ("URI", "sip:not a uri"),
         ),
     }
-    assert sip_domains(both) == (["uri.example.test"], "URI")
+    assert sip_domains(both) == (["uri.example.test", "2001:db8::5"], "URI")
     # Exact and case-insensitive, a trailing dot ignored; no wildcards.
     assert identity_error(both, "URI.example.test.", "192.0.2.1") is None
     assert identity_error(both, "dns.example.test", "192.0.2.1") is not None

@@ -35,7 +35,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from opentrunk.sip.errors import SipParseError
 from opentrunk.sip.transaction import Address
+from opentrunk.sip.uri import SipURI, parse_uri
 
 
 class NamedAddress(Address):
@@ -89,17 +91,25 @@ def sip_domains(peercert: dict[str, Any]) -> tuple[list[str], str]:
     3. if it has no subjectAltName at all, the subject's common name.
     """
     alt_names = peercert.get("subjectAltName", ())
-    uris = [
-        str(value)[4:].split(";")[0].split(":")[0]
-        for kind, value in alt_names
-        if kind == "URI" and str(value)[:4].lower() == "sip:" and "@" not in str(value)
-    ]
+    uris = [domain for kind, value in alt_names if kind == "URI" for domain in _sip_domain(value)]
     if uris:
         return uris, "URI"
     if alt_names:
         return [str(value) for kind, value in alt_names if kind == "DNS"], "DNS"
     subject = peercert.get("subject", ())
     return [str(value) for rdn in subject for key, value in rdn if key == "commonName"], "CN"
+
+
+def _sip_domain(text: object) -> list[str]:
+    """The domain a subjectAltName URI names for SIP: its host when it is a `sip:` URI
+    without a user part, else nothing (a `sips:` or other scheme, a user, no URI)."""
+    try:
+        uri = parse_uri(str(text))
+    except SipParseError:
+        return []
+    if not isinstance(uri, SipURI) or uri.scheme.lower() != "sip" or uri.user is not None:
+        return []
+    return [uri.host_bare]
 
 
 def identity_error(peercert: dict[str, Any], server_name: str, host: str) -> str | None:
