@@ -48,14 +48,17 @@ def sdp(port: int) -> bytes:
 
 class Carrier:
     """A carrier that rings (180) then answers (200 with SDP) every INVITE, and answers
-    BYE 200."""
+    BYE 200. `invites` keeps the INVITEs it got, re-INVITEs included."""
 
     def __init__(self) -> None:
         self.endpoint = SipEndpoint(handler=self._on_request)
         self.byes = 0
+        self.invites: list[Request] = []
 
     def _on_request(self, incoming: IncomingRequest) -> None:
         method = incoming.method
+        if method == "INVITE":
+            self.invites.append(incoming.request)
         contact = self.endpoint.contact_uri("carrier")
         if method == "INVITE":
             incoming.respond(180, contact=contact)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.live_edge import count_outbound_calls, live_edge
+from edge.live_edge import count_outbound_calls, live_edge, sdp
 from opentrunk.edge.inbound import pbx_invite
 from opentrunk.edge.origination import OriginationTarget
+from opentrunk.sip.dialog import Dialog
 from opentrunk.sip.extensions import option_tags
 from opentrunk.sip.message import Request
 from opentrunk.sip.transaction import Address
@@ -109,5 +110,33 @@ def test_the_pbx_leg_carries_only_end_to_end_extensions(tmp_path: Path) -> None:
             assert leg.headers.get_all("Supported") == ["timer"]
             assert leg.headers.get_all("Session-Expires") == ["1800"]
             assert leg.headers.get_all("Min-SE") == ["90"]
+
+    asyncio.run(go())
+
+
+def test_a_relayed_reinvite_carries_only_end_to_end_extensions(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with live_edge(tmp_path) as live:
+            invite, answer = await live.pbx.call()
+            assert answer.status == 200
+            dialog = Dialog.as_uac(invite, answer)
+            reinvite = dialog.create_request(
+                "INVITE",
+                body=sdp(4010),
+                headers=(
+                    ("Content-Type", "application/sdp"),
+                    ("Supported", "100rel, timer, replaces"),
+                    ("Session-Expires", "1800;refresher=uac"),
+                    ("Min-SE", "90"),
+                ),
+            )
+            final = await live.pbx.send(reinvite)
+            assert final.status == 200
+            live.pbx.endpoint.send_ack(dialog.create_ack(), live.pbx.edge)
+            relayed = live.carrier.invites[-1]
+            assert relayed.to.tag  # the carrier leg's re-INVITE, not its first INVITE
+            assert relayed.headers.get_all("Supported") == ["timer"]
+            assert relayed.headers.get_all("Session-Expires") == ["1800;refresher=uac"]
+            assert relayed.headers.get_all("Min-SE") == ["90"]
 
     asyncio.run(go())

@@ -49,10 +49,10 @@ from opentrunk.edge.media_session import (
     rejecting_answer,
 )
 from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp
+from opentrunk.edge.session_timer import session_timer_headers
 from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import Dialog, DialogError, DialogId
 from opentrunk.sip.errors import SipParseError
-from opentrunk.sip.extensions import passed_supported
 from opentrunk.sip.transaction import Address
 
 if TYPE_CHECKING:
@@ -341,15 +341,8 @@ async def _relay(
     content_type = request.headers.get("Content-Type")
     if content_type:
         headers.append(("Content-Type", content_type))
-    # Session-timer negotiation (RFC 4028) is end to end: its headers cross the legs
-    # (of Supported, only what the edge supports end to end: sip.extensions).
-    for name in ("Session-Expires", "Min-SE"):
-        value = request.headers.get(name)
-        if value:
-            headers.append((name, value))
-    supported = passed_supported(request)
-    if supported is not None:
-        headers.append(("Supported", supported))
+    # Session-timer negotiation (RFC 4028) is end to end: its headers cross the legs.
+    headers += session_timer_headers(request)
     try:
         body = await anchor_sdp(
             call.media, request.body, content_type, SdpHop(call.call_uuid, towards, "offer")

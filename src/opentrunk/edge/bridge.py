@@ -64,7 +64,6 @@ from opentrunk.media.backend import MediaError
 from opentrunk.sip.dialog import Dialog, DialogError
 from opentrunk.sip.digest import DigestClient, choose_challenge
 from opentrunk.sip.errors import SipParseError
-from opentrunk.sip.extensions import passed_supported
 from opentrunk.sip.message import Request, Response
 from opentrunk.sip.uri import SipURI, TelURI
 
@@ -156,22 +155,6 @@ def utcnow() -> datetime:
 def reason_header(end: CallEnd) -> str:
     """The RFC 3326 Reason telling the near side which hangup code ended its call."""
     return f'SIP;cause={end.sip_status};text="{end.code} {end.name}"'
-
-
-def session_timer_headers(request: Request) -> tuple[tuple[str, str], ...]:
-    """The INVITE's session-timer headers (RFC 4028) for the new leg: the timer is
-    negotiated end to end between the two user agents. Of Supported only what the edge
-    supports end to end is passed (`sip.extensions`: an extension such as 100rel would
-    bind the edge, which does not do it)."""
-    found = [
-        (name, value)
-        for name in ("Session-Expires", "Min-SE")
-        for value in request.headers.get_all(name)
-    ]
-    supported = passed_supported(request)
-    if supported is not None:
-        found.append(("Supported", supported))
-    return tuple(found)
 
 
 def offer_in_2xx(invite: Request, final: Response) -> bool:

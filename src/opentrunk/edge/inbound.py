@@ -79,7 +79,6 @@ from opentrunk.edge.bridge import (
     admit_call,
     reason_header,
     record_digits,
-    session_timer_headers,
     user_of,
     utcnow,
 )
@@ -92,6 +91,7 @@ from opentrunk.edge.origination import (
     parse_origination_uri,
 )
 from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp, relay_sdp
+from opentrunk.edge.session_timer import session_timer_headers
 from opentrunk.edge.views import CallFinish, CallStart, CarrierView, InboundRoute
 from opentrunk.edge.views import OriginationUriView as UriView
 from opentrunk.media.backend import MediaError

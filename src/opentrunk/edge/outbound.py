@@ -65,7 +65,6 @@ from opentrunk.edge.bridge import (
     Placed,
     admit_call,
     record_digits,
-    session_timer_headers,
     user_of,
     utcnow,
 )
@@ -82,6 +81,7 @@ from opentrunk.edge.onnet import (
 from opentrunk.edge.origination import OriginationTarget
 from opentrunk.edge.sdp_relay import SdpHop, anchor_sdp, relay_sdp
 from opentrunk.edge.secure import transport_matches
+from opentrunk.edge.session_timer import session_timer_headers
 from opentrunk.edge.views import (
     AccountView,
     CallFinish,

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 
 from opentrunk.domain.hangup_codes import TIMEOUT, CallEnd, FinalStatus, Side, midcall_failure
 from opentrunk.edge.logs import event, set_call_uuid
+from opentrunk.sip.extensions import passed_supported
 
 if TYPE_CHECKING:
     from opentrunk.edge.b2bua import Call
-    from opentrunk.sip.message import Response
+    from opentrunk.sip.message import Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,23 @@ log = logging.getLogger(__name__)
 # is not one of the negotiating agents: it honours whatever the answer says, down to
 # this floor (a zero or absurdly small interval would end calls at once).
 MIN_INTERVAL = 1.0
+
+
+def session_timer_headers(request: Request) -> tuple[tuple[str, str], ...]:
+    """A request's session-timer headers (RFC 4028) for the edge's other leg, in a new
+    leg's INVITE or a relayed re-INVITE/UPDATE: the timer is negotiated end to end
+    between the two user agents. Of Supported only what the edge supports end to end is
+    passed (`sip.extensions`: an extension such as 100rel would bind the edge, which
+    does not do it)."""
+    found = [
+        (name, value)
+        for name in ("Session-Expires", "Min-SE")
+        for value in request.headers.get_all(name)
+    ]
+    supported = passed_supported(request)
+    if supported is not None:
+        found.append(("Supported", supported))
+    return tuple(found)
 
 
 def parse_session_expires(value: str | None) -> tuple[float, str | None] | None:
