@@ -7,7 +7,8 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 import uvloop
@@ -190,12 +191,25 @@ def test_normal_scheduling_unless_asked() -> None:
     uvloop.run(main())
 
 
+@asynccontextmanager
+async def relay_and_peer() -> AsyncIterator[tuple[RelayProcess, RtpPeer]]:
+    """A started relay process and an RTP peer; on the way out both are closed, and the
+    relay's process must be gone and none of its ports left bound."""
+    relay = RelayProcess(RelayConfig(bind_address=HOST, port_min=LOW, port_max=HIGH))
+    await relay.start()
+    peer = await RtpPeer().open()
+    try:
+        yield relay, peer
+    finally:
+        peer.close()
+        await relay.close()
+    assert relay.pid is None
+    assert bound_ports(LOW, HIGH) == []
+
+
 def test_a_relay_process_that_dies_is_replaced() -> None:
     async def main() -> None:
-        relay = RelayProcess(RelayConfig(bind_address=HOST, port_min=LOW, port_max=HIGH))
-        await relay.start()
-        peer = await RtpPeer().open()
-        try:
+        async with relay_and_peer() as (relay, peer):
             first = relay.pid
             assert first is not None
             os.kill(first, signal.SIGKILL)
@@ -203,11 +217,6 @@ def test_a_relay_process_that_dies_is_replaced() -> None:
             await settle(lambda: relay._channel is not None)
             body = await relay.offer("after-restart", "a", peer.sdp())  # no start() here
             assert LOW <= sdp_port(body) <= HIGH
-        finally:
-            peer.close()
-            await relay.close()
-        assert relay.pid is None
-        assert bound_ports(LOW, HIGH) == []
 
     uvloop.run(main())
 
@@ -217,10 +226,7 @@ def test_a_group_sigterm_leaves_the_relay_to_its_parent() -> None:
     the parent closes the channel (before, it died first and was taken for a crash)."""
 
     async def main() -> None:
-        relay = RelayProcess(RelayConfig(bind_address=HOST, port_min=LOW, port_max=HIGH))
-        await relay.start()
-        peer = await RtpPeer().open()
-        try:
+        async with relay_and_peer() as (relay, peer):
             pid = relay.pid
             assert pid is not None
             os.kill(pid, signal.SIGTERM)
@@ -228,10 +234,5 @@ def test_a_group_sigterm_leaves_the_relay_to_its_parent() -> None:
             assert relay.pid == pid
             body = await relay.offer("after-sigterm", "a", peer.sdp())
             assert LOW <= sdp_port(body) <= HIGH
-        finally:
-            peer.close()
-            await relay.close()
-        assert relay.pid is None
-        assert bound_ports(LOW, HIGH) == []
 
     uvloop.run(main())
